@@ -51,6 +51,13 @@ def test_layer_basics(tmp_path):
                    tmp_path=tmp_path)
 
 
+def test_without_contrastive_heads_there_are_no_embeddings(tmp_path):
+    shapes = {name: shape for name, shape in OUTPUT_SHAPES.items() if "embedding" not in name}
+    run_layer_test(AGAI, init_kwargs={**TINY, "contrastive_heads": False},
+                   input_data=_inputs(), expected_output_shape=shapes,
+                   expected_num_trainable_weights=44 - 12, tmp_path=tmp_path)
+
+
 def test_missing_masks_mean_all_tokens_are_real():
     layer = _built_layer()
     data = _inputs()

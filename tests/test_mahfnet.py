@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from amsda_keras.models.mahfnet import build_mahfnet
+from amsda_keras.models.mahfnet import ABLATIONS, build_mahfnet
 from tests.layer_checks import padding_variants
 
 TINY = dict(hidden_dim=16, num_heads=2, key_dim=8, intermediate_dim=8, common_length=4)
@@ -46,3 +46,37 @@ def test_save_and_reload_give_identical_outputs(tmp_path):
 def test_invalid_alignment_is_named():
     with pytest.raises(ValueError, match="alignment"):
         build_mahfnet(num_classes=3, text_dim=4, image_dim=4, alignment="truncate")
+
+
+# Blocks each ablation must remove (by layer name) and whether the contrastive output stays.
+ABLATED_LAYERS = {
+    ("mag",): ({"mag", "residual"}, True),
+    ("cgf",): ({"cgf"}, True),
+    ("hgfm",): ({"cgf", "mag", "text_resampler", "image_resampler"}, True),
+    ("hgfm", "ieem"): ({"cgf", "mag", "text_ieem", "image_ieem"}, True),
+    ("hgfm", "ieem", "agai"): ({"cgf", "mag", "text_ieem", "agai"}, False),
+    ("agai",): ({"agai"}, False),
+    ("contrastive",): (set(), False),
+}
+
+
+@pytest.mark.parametrize("ablate", sorted(ABLATED_LAYERS), ids="-".join)
+def test_ablations_remove_their_blocks_and_keep_padding_invariance(ablate):
+    removed, with_contrastive = ABLATED_LAYERS[ablate]
+    full = build_mahfnet(num_classes=3, text_dim=12, image_dim=10, **TINY)
+    model = build_mahfnet(num_classes=3, text_dim=12, image_dim=10, ablate=list(ablate), **TINY)
+    names = {layer.name for layer in model.layers}
+    assert removed <= {layer.name for layer in full.layers} and not removed & names
+    assert model.count_params() < full.count_params()
+    data = _inputs()
+    outputs = model.predict(data, verbose=0)
+    assert sorted(outputs) == (["contrastive", "logits"] if with_contrastive else ["logits"])
+    for tokens, mask in padding_variants(data["text_tokens"], data["text_mask"]):
+        padded = model.predict({**data, "text_tokens": tokens, "text_mask": mask}, verbose=0)
+        np.testing.assert_allclose(padded["logits"], outputs["logits"], atol=1e-4)
+
+
+def test_unknown_ablation_is_named():
+    with pytest.raises(ValueError, match="`ablate` takes names from"):
+        build_mahfnet(num_classes=3, text_dim=4, image_dim=4, ablate=["attention"])
+    assert "agai" in ABLATIONS

@@ -67,6 +67,9 @@ class AGAI(keras.layers.Layer):
         dropout: float. Dropout rate of the gate MLP, the attention weights and
             the interaction projection. Defaults to `0.1`.
         layer_norm_epsilon: float. Epsilon of every LayerNorm. Defaults to `1e-5`.
+        contrastive_heads: bool. Whether to build the contrastive projection
+            heads and return their embeddings. Defaults to `True`; `False`
+            is the "without contrastive loss" ablation.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`,
             including `name`, `dtype` and `trainable`.
 
@@ -84,9 +87,9 @@ class AGAI(keras.layers.Layer):
     Returns:
         A dict with `"text_attended"` `[batch_size, text_length, hidden_dim]`,
         `"image_attended"` `[batch_size, image_length, hidden_dim]`,
-        `"interaction"` `[batch_size, hidden_dim]`, `"text_embedding"` and
-        `"image_embedding"` `[batch_size, projection_dim]` and `"gate"`
-        `[batch_size, 1]`. With `return_attention_scores=True` also
+        `"interaction"` `[batch_size, hidden_dim]`, `"gate"` `[batch_size, 1]`
+        and, with `contrastive_heads=True`, `"text_embedding"` and
+        `"image_embedding"` `[batch_size, projection_dim]`. With `return_attention_scores=True` also
         `"text_to_image_attention"` `[batch_size, num_heads, text_length,
         image_length]` and `"image_to_text_attention"` `[batch_size,
         num_heads, image_length, text_length]`.
@@ -116,6 +119,7 @@ class AGAI(keras.layers.Layer):
         projection_dim=256,
         dropout=0.1,
         layer_norm_epsilon=1e-5,
+        contrastive_heads=True,
         **kwargs,
     ):
         check_positive_ints(hidden_dim=hidden_dim, num_heads=num_heads, key_dim=key_dim,
@@ -130,6 +134,7 @@ class AGAI(keras.layers.Layer):
         self.projection_dim = int(projection_dim)
         self.dropout = float(dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.contrastive_heads = bool(contrastive_heads)
 
     def _norm(self, name):
         return keras.layers.LayerNormalization(
@@ -186,7 +191,7 @@ class AGAI(keras.layers.Layer):
         self._projection_norm = {}
         self._projection_hidden = {}
         self._projection_output = {}
-        for modality in ("text", "image"):
+        for modality in ("text", "image") if self.contrastive_heads else ():
             self._projection_norm[modality] = self._norm(f"{modality}_projection_norm")
             self._projection_norm[modality].build(pooled)
             self._projection_hidden[modality] = self._dense(
@@ -232,19 +237,16 @@ class AGAI(keras.layers.Layer):
         interaction = self._interaction_dropout(interaction, training=training)
         interaction = self._interaction_dense(ops.gelu(interaction))
 
-        embeddings = {}
-        for name in ("text", "image"):
-            x = self._projection_norm[name](pooled_attended[name])
-            embeddings[name] = self._projection_output[name](self._projection_hidden[name](x))
-
         outputs = {
             "text_attended": attended["text"],
             "image_attended": attended["image"],
             "interaction": interaction,
-            "text_embedding": embeddings["text"],
-            "image_embedding": embeddings["image"],
             "gate": gate,
         }
+        for name in self._projection_norm:
+            x = self._projection_norm[name](pooled_attended[name])
+            outputs[f"{name}_embedding"] = self._projection_output[name](
+                self._projection_hidden[name](x))
         if return_attention_scores:
             outputs.update(scores)
         return outputs
@@ -252,14 +254,15 @@ class AGAI(keras.layers.Layer):
     def compute_output_shape(self, text_shape, image_shape, text_mask_shape=None,
                              image_mask_shape=None):
         batch = text_shape[0]
-        return {
+        shapes = {
             "text_attended": (batch, text_shape[1], self.hidden_dim),
             "image_attended": (batch, image_shape[1], self.hidden_dim),
             "interaction": (batch, self.hidden_dim),
-            "text_embedding": (batch, self.projection_dim),
-            "image_embedding": (batch, self.projection_dim),
             "gate": (batch, 1),
         }
+        if self.contrastive_heads:
+            shapes["text_embedding"] = shapes["image_embedding"] = (batch, self.projection_dim)
+        return shapes
 
     def compute_output_spec(self, text, image, text_mask=None, image_mask=None, training=None,
                             return_attention_scores=False):
@@ -281,6 +284,7 @@ class AGAI(keras.layers.Layer):
             "projection_dim": self.projection_dim,
             "dropout": self.dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "contrastive_heads": self.contrastive_heads,
         }
 
 

@@ -10,6 +10,7 @@ from amsda_keras.layers.mag import MAG
 from amsda_keras.layers.token_resampler import TokenResampler
 
 ALIGNMENTS = ("resample", "pooled")
+ABLATIONS = ("agai", "ieem", "hgfm", "mag", "cgf", "contrastive")
 
 
 @keras.saving.register_keras_serializable(package="amsda_keras")
@@ -34,7 +35,7 @@ class SymmetricInfoNCE(keras.layers.Layer):
 def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads=8, key_dim=64,
                   intermediate_dim=256, num_ieem_layers=2, dropout=0.1, layer_norm_epsilon=1e-5,
                   alignment="resample", common_length=49, dilated_conv="depthwise",
-                  temperature=0.07):
+                  temperature=0.07, ablate=()):
     """Builds MAHFNet on frozen token features.
 
     Text tokens and image tokens (any widths, projected to `hidden_dim`) go through AGAI
@@ -61,16 +62,27 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
         common_length: int. Sequence length after resampling. Defaults to `49`.
         dilated_conv: `"depthwise"` or `"full"`, MAG's dilated convolution.
         temperature: float. InfoNCE temperature tau. Defaults to `0.07`.
+        ablate: blocks to remove, any of `ABLATIONS` (the paper's Table 7):
+            `"mag"`: X_final = X_g, the CGF output. `"cgf"`: X_g is the mean of the two
+            aligned sequences. `"hgfm"`: no CGF and MAG; the pooled text and image features
+            and X_c are averaged. `"ieem"`: the projected tokens skip IEEM. `"agai"`: plain
+            bidirectional cross-attention (no gate, no contrastive loss) gives X_c.
+            `"contrastive"`: no contrastive heads or loss. Table 7's cumulative rows are
+            `["mag"]`, `["hgfm"]`, `["hgfm", "ieem"]` and `["hgfm", "ieem", "agai"]`.
 
     Returns:
         A `keras.Model` from `{"text_tokens": [B, T, text_dim], "text_mask": [B, T] bool,
         "image_tokens": [B, P, image_dim]}` to `{"logits": [B, num_classes],
-        "contrastive": [B]}` (per-sample InfoNCE; the training loss takes its mean times lambda).
+        "contrastive": [B]}` (per-sample InfoNCE; the training loss takes its mean times
+        lambda). Without contrastive loss (`"agai"` or `"contrastive"` ablated) the outputs
+        are `{"logits"}` only.
     """
     if alignment not in ALIGNMENTS:
         raise ValueError(f"`alignment` must be one of {ALIGNMENTS}. Received: {alignment!r}")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an int >= 2. Received: num_classes={num_classes}")
+    ablate = _checked_ablations(ablate)
+    with_contrastive = not {"agai", "contrastive"} & ablate
 
     text_tokens = keras.Input((None, text_dim), name="text_tokens")
     text_mask = keras.Input((None,), dtype="bool", name="text_mask")
@@ -78,39 +90,98 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
 
     text = keras.layers.Dense(hidden_dim, name="text_projection")(text_tokens)
     image = keras.layers.Dense(hidden_dim, name="image_projection")(image_tokens)
-    agai = AGAI(hidden_dim=hidden_dim, num_heads=num_heads, key_dim=key_dim,
-                gate_hidden_dim=intermediate_dim, projection_dim=intermediate_dim,
-                dropout=dropout, layer_norm_epsilon=layer_norm_epsilon, name="agai")(
-        text, image, text_mask=text_mask)
-
-    encoder_args = dict(num_layers=num_ieem_layers, num_heads=num_heads,
-                        intermediate_dim=intermediate_dim, dropout=dropout,
-                        layer_norm_epsilon=layer_norm_epsilon)
-    text_emotion = IEEM(**encoder_args, name="text_ieem")(text, padding_mask=text_mask)
-    image_emotion = IEEM(**encoder_args, name="image_ieem")(image)
-
-    if alignment == "resample":
-        resampler_args = dict(num_tokens=common_length, num_heads=num_heads, key_dim=key_dim,
-                              dropout=dropout, layer_norm_epsilon=layer_norm_epsilon)
-        text_aligned = TokenResampler(**resampler_args, name="text_resampler")(
-            text_emotion, padding_mask=text_mask)
-        image_aligned = TokenResampler(**resampler_args, name="image_resampler")(image_emotion)
+    attention_args = dict(num_heads=num_heads, key_dim=key_dim, dropout=dropout,
+                          layer_norm_epsilon=layer_norm_epsilon)
+    if "agai" in ablate:
+        interaction = _plain_cross_attention(text, image, text_mask, hidden_dim, attention_args)
     else:
-        text_aligned = keras.layers.Reshape((1, hidden_dim), name="text_pooled_token")(
-            keras.layers.GlobalAveragePooling1D(name="text_pool")(text_emotion, mask=text_mask))
-        image_aligned = keras.layers.Reshape((1, hidden_dim), name="image_pooled_token")(
-            keras.layers.GlobalAveragePooling1D(name="image_pool")(image_emotion))
+        agai = AGAI(hidden_dim=hidden_dim, gate_hidden_dim=intermediate_dim,
+                    projection_dim=intermediate_dim, contrastive_heads=with_contrastive,
+                    **attention_args, name="agai")(text, image, text_mask=text_mask)
+        interaction = agai["interaction"]
 
-    gated = CGF(name="cgf")(text_aligned, image_aligned)
-    fused = MAG(hidden_dim=intermediate_dim, dilated_conv=dilated_conv,
-                layer_norm_epsilon=layer_norm_epsilon, name="mag")(gated, agai["interaction"])
-    final = keras.layers.Add(name="residual")([fused, gated])
-    pooled = keras.layers.GlobalAveragePooling1D(name="final_pool")(final)
-    logits = keras.layers.Dense(num_classes, name="logits")(pooled)
-    contrastive = SymmetricInfoNCE(temperature, name="contrastive")(
-        agai["text_embedding"], agai["image_embedding"])
+    if "ieem" in ablate:
+        text_emotion, image_emotion = text, image
+    else:
+        encoder_args = dict(num_layers=num_ieem_layers, num_heads=num_heads,
+                            intermediate_dim=intermediate_dim, dropout=dropout,
+                            layer_norm_epsilon=layer_norm_epsilon)
+        text_emotion = IEEM(**encoder_args, name="text_ieem")(text, padding_mask=text_mask)
+        image_emotion = IEEM(**encoder_args, name="image_ieem")(image)
+
+    if "hgfm" in ablate:
+        pooled = keras.layers.Average(name="feature_average")([
+            keras.layers.GlobalAveragePooling1D(name="text_pool")(text_emotion, mask=text_mask),
+            keras.layers.GlobalAveragePooling1D(name="image_pool")(image_emotion),
+            interaction,
+        ])
+    else:
+        text_aligned, image_aligned = _aligned(
+            text_emotion, image_emotion, text_mask, alignment, common_length, hidden_dim,
+            attention_args)
+        if "cgf" in ablate:
+            gated = keras.layers.Average(name="aligned_average")([text_aligned, image_aligned])
+        else:
+            gated = CGF(name="cgf")(text_aligned, image_aligned)
+        if "mag" in ablate:
+            final = gated
+        else:
+            fused = MAG(hidden_dim=intermediate_dim, dilated_conv=dilated_conv,
+                        layer_norm_epsilon=layer_norm_epsilon, name="mag")(gated, interaction)
+            final = keras.layers.Add(name="residual")([fused, gated])
+        pooled = keras.layers.GlobalAveragePooling1D(name="final_pool")(final)
+
+    outputs = {"logits": keras.layers.Dense(num_classes, name="logits")(pooled)}
+    if with_contrastive:
+        outputs["contrastive"] = SymmetricInfoNCE(temperature, name="contrastive")(
+            agai["text_embedding"], agai["image_embedding"])
     return keras.Model(
         {"text_tokens": text_tokens, "text_mask": text_mask, "image_tokens": image_tokens},
-        {"logits": logits, "contrastive": contrastive},
+        outputs,
         name="mahfnet",
     )
+
+
+def _checked_ablations(ablate):
+    if isinstance(ablate, str):
+        ablate = [ablate]
+    unknown = [name for name in ablate if name not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"`ablate` takes names from {ABLATIONS}. Received: {list(ablate)}")
+    return set(ablate)
+
+
+def _aligned(text, image, text_mask, alignment, common_length, hidden_dim, attention_args):
+    """Both modalities at one sequence length, for CGF and MAG (docs/mahfnet.md, eq. 16-21)."""
+    if alignment == "resample":
+        text = TokenResampler(common_length, **attention_args, name="text_resampler")(
+            text, padding_mask=text_mask)
+        image = TokenResampler(common_length, **attention_args, name="image_resampler")(image)
+        return text, image
+    text = keras.layers.GlobalAveragePooling1D(name="text_pool")(text, mask=text_mask)
+    image = keras.layers.GlobalAveragePooling1D(name="image_pool")(image)
+    return (keras.layers.Reshape((1, hidden_dim), name="text_pooled_token")(text),
+            keras.layers.Reshape((1, hidden_dim), name="image_pooled_token")(image))
+
+
+def _plain_cross_attention(text, image, text_mask, hidden_dim, attention_args):
+    """The "-(AGAI)" stand-in: ungated pre-norm cross-attention both ways, pooled and joined."""
+    tokens = {"text": text, "image": image}
+    masks = {"text": text_mask, "image": None}
+    epsilon = attention_args["layer_norm_epsilon"]
+    pooled = []
+    for query, other in (("text", "image"), ("image", "text")):
+        direction = f"{query}_to_{other}"
+        attention = keras.layers.MultiHeadAttention(
+            attention_args["num_heads"], attention_args["key_dim"],
+            dropout=attention_args["dropout"], output_shape=hidden_dim,
+            name=f"{direction}_attention")
+        query_norm = keras.layers.LayerNormalization(epsilon=epsilon, name=f"{direction}_query_norm")
+        other_norm = keras.layers.LayerNormalization(
+            epsilon=epsilon, name=f"{direction}_key_value_norm")
+        attended = attention(query_norm(tokens[query]), other_norm(tokens[other]),
+                             query_mask=masks[query], value_mask=masks[other])
+        pooled.append(keras.layers.GlobalAveragePooling1D(name=f"{direction}_pool")(
+            attended, mask=masks[query]))
+    return keras.layers.Dense(hidden_dim, name="interaction")(
+        keras.layers.Concatenate(name="attended_concat")(pooled))
