@@ -53,3 +53,12 @@ def test_every_shipped_config_resolves():
     for path in configs:
         config = resolve_config(path, model_builders=MODEL_BUILDERS)
         assert config["model"] in MODEL_BUILDERS, path
+
+
+def test_optional_ints_must_be_positive_when_set():
+    assert resolve_config(overrides={"training.lr_step_epochs": 2})["training"]["lr_step_epochs"] == 2
+    for value in (0, 1.5, "2", True):
+        with pytest.raises(ConfigError, match="`training.lr_step_epochs` must be a positive int"):
+            resolve_config(overrides={"training.lr_step_epochs": value})
+    with pytest.raises(ConfigError, match="`encoders.image_size`"):
+        resolve_config(overrides={"encoders.image_size": -32})

@@ -45,6 +45,10 @@ DEFAULTS = {
         "class_weight": "none",  # "none" or "balanced" (from the training split).
         "oversample": False,  # Random oversampling of minority classes in the training split.
         "early_stopping_patience": None,  # None: train all epochs, keep the best dev epoch.
+        # StepLR: the learning rate is multiplied by lr_step_gamma every lr_step_epochs epochs
+        # (None: constant).
+        "lr_step_epochs": None,
+        "lr_step_gamma": 0.8,
         "contrastive_weight": 0.1,  # lambda of MAHFNet's contrastive loss (eq. 25).
     },
     "output": None,  # None: runs/<model>-<time>.
@@ -54,6 +58,9 @@ CHOICES = {
     "data.label_rule": ("standard", "amsda"),
     "training.class_weight": ("none", "balanced"),
 }
+# Settings whose default is None but that take a positive int when set.
+OPTIONAL_POSITIVE_INTS = ("encoders.image_size", "training.early_stopping_patience",
+                          "training.lr_step_epochs")
 # Builder arguments that come from the data and encoders, never from a config.
 RUNTIME_MODEL_ARGS = {"num_classes", "text_dim", "image_dim"}
 
@@ -99,6 +106,11 @@ def resolve_config(config_file=None, overrides=None, model_builders=None):
         section, name = key.split(".")
         if config[section][name] not in choices:
             raise ConfigError(f"`{key}` must be one of {choices}. Received: {config[section][name]!r}")
+    for key in OPTIONAL_POSITIVE_INTS:
+        section, name = key.split(".")
+        value = config[section][name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"`{key}` must be a positive int or null. Received: {value!r}")
     if model_builders is not None:
         _check_model(config, model_builders)
     return config

@@ -91,9 +91,13 @@ def train(config, progress=True):
     return run_dir
 
 
+def default_run_dir(config):
+    """`config["output"]`, or `runs/<model>-<time>` when it is not set."""
+    return Path(config["output"] or f"runs/{config['model']}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
 def _make_run_dir(config):
-    output = config["output"] or f"runs/{config['model']}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(output)
+    run_dir = default_run_dir(config)
     if (run_dir / "metrics.json").exists():
         raise FileExistsError(f"{run_dir} already holds a finished run; pass another --output.")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +149,11 @@ def _with_targets(model, dataset):
 
 
 def _callbacks(run_dir, settings, monitor):
-    callbacks = [
+    callbacks = []
+    if settings["lr_step_epochs"] is not None:
+        # Before CSVLogger, so the epoch's `learning_rate` is in the logs it writes.
+        callbacks.append(keras.callbacks.LearningRateScheduler(_step_lr(settings)))
+    callbacks += [
         keras.callbacks.ModelCheckpoint(
             run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True
         ),
@@ -158,6 +166,13 @@ def _callbacks(run_dir, settings, monitor):
             )
         )
     return callbacks
+
+
+def _step_lr(settings):
+    """PyTorch's StepLR per epoch: lr * gamma ** (epoch // step), logged as `learning_rate`."""
+    initial, step, gamma = (settings["learning_rate"], settings["lr_step_epochs"],
+                            settings["lr_step_gamma"])
+    return lambda epoch, _: initial * gamma ** (epoch // step)
 
 
 def _write_run_info(run_dir, model, history, wall_time, monitor):
