@@ -1,7 +1,10 @@
 """Command-line flags shared by the entry points, each one overriding a config key."""
 
+import argparse
+
 from amsda_keras.data import FORMATS
 from amsda_keras.models import MODEL_BUILDERS
+from amsda_keras.models.mahfnet import ABLATIONS
 from amsda_keras.training.config import CHOICES
 
 ENCODER_HELP = ("tiny, a preset folder, package:NAME, a keras-hub preset name or a "
@@ -28,6 +31,10 @@ FLAGS = {
                 "(default: frozen encoders, features cached once)."}),
     "--modality": ("model_args.modality", {
         "choices": ("text", "image", "both"), "help": "Baseline inputs."}),
+    "--ablate": ("model_args.ablate", {
+        "type": lambda text: comma_list(text, choices=ABLATIONS), "metavar": "BLOCK[,BLOCK]",
+        "help": f"MAHFNet blocks to remove, comma-separated, from {', '.join(ABLATIONS)} "
+                "(Table 7: mag; hgfm; hgfm,ieem; hgfm,ieem,agai)."}),
     "--cache-dir": ("features.cache_dir", {"help": "Feature cache folder."}),
     "--epochs": ("training.epochs", {"type": int}),
     "--batch-size": ("training.batch_size", {"type": int}),
@@ -35,6 +42,20 @@ FLAGS = {
     "--seed": ("training.seed", {"type": int}),
     "--output": ("output", {"help": "Run folder. Defaults to runs/<model>-<time>."}),
 }
+
+
+def comma_list(text, choices=None, item_type=str):
+    """Parses `a,b,c` for argparse, checking each item against `choices`."""
+    try:
+        items = [item_type(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+    unknown = [item for item in items if choices is not None and item not in choices]
+    if not items or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(map(str, choices or ['values']))}; "
+            f"got {text!r}")
+    return items
 
 
 def add_config_flags(parser, flags):

@@ -3,13 +3,15 @@
 Examples:
     python -m amsda_keras.train --model baseline                  # demo data, tiny encoders
     python -m amsda_keras.train --model baseline --config configs/baseline_mvsa_single.yaml
+    python -m amsda_keras.train --config configs/mahfnet_mvsa_single_offline.yaml --seeds 1,2,3
+    python -m amsda_keras.train --model mahfnet --ablate hgfm,ieem   # Table 7's -(IEEM) row
     python -m amsda_keras.train --model baseline --data ../shared/datasets/mvsa_single/mvsa_single.jsonl \
         --text-encoder /path/to/minilm --image-encoder ../shared/presets/efficientnet_lite0_imagenet
 """
 
 import argparse
 
-from amsda_keras.cli import add_config_flags, config_overrides
+from amsda_keras.cli import add_config_flags, comma_list, config_overrides
 from amsda_keras.models import MODEL_BUILDERS
 from amsda_keras.training.config import parse_assignment, resolve_config
 from amsda_keras.training.errors import user_errors
@@ -23,11 +25,16 @@ def build_parser():
     parser.add_argument("--config", help="YAML config file (see configs/); flags override it.")
     add_config_flags(parser, [
         "--model", "--data", "--data-format", "--label-rule", "--splits", "--on-bad-sample",
-        "--text-encoder", "--image-encoder", "--train-encoders", "--modality", "--cache-dir",
+        "--text-encoder", "--image-encoder", "--train-encoders", "--modality", "--ablate",
+        "--cache-dir",
         "--epochs", "--batch-size", "--learning-rate", "--seed", "--output",
     ])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="Override any config key, e.g. --set training.oversample=true.")
+    parser.add_argument(
+        "--seeds", type=lambda text: comma_list(text, item_type=int), metavar="N[,N]",
+        help="Train once per seed (e.g. 1,2,3) into OUTPUT/seed-N and write the mean ± std of "
+             "every metric to OUTPUT/summary.json and summary.md.")
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     return parser
 
@@ -35,12 +42,16 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from amsda_keras.training.run import train
+    from amsda_keras.training.seeds import train_seeds
 
     with user_errors():
         overrides = config_overrides(args)
         overrides.update(parse_assignment(text) for text in args.set)
         config = resolve_config(args.config, overrides, model_builders=MODEL_BUILDERS)
-        train(config, progress=not args.no_progress)
+        if args.seeds:
+            train_seeds(config, args.seeds, progress=not args.no_progress)
+        else:
+            train(config, progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -200,3 +200,34 @@ def test_mahfnet_demo_trains_on_every_backend(backend, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((run_dir / "run.json").read_text())["backend"] == backend
     assert json.loads((run_dir / "metrics.json").read_text())["dev"]["accuracy"] > 0.6
+
+
+def test_seeds_write_a_summary_and_step_lr_decays(tmp_path, capsys):
+    base = tmp_path / "seeds"
+    args = ["--model", "baseline", "--output", str(base), "--seeds", "1,2", *FAST,
+            "--set", "training.lr_step_epochs=2", "--set", "training.lr_step_gamma=0.5"]
+    train.main(args)
+    summary = json.loads((base / "summary.json").read_text())
+    assert summary["seeds"] == [1, 2]
+    per_seed = [json.loads((base / f"seed-{seed}" / "metrics.json").read_text())["dev"]["accuracy"]
+                for seed in (1, 2)]
+    dev_accuracy = summary["metrics"]["dev"]["accuracy"]
+    assert dev_accuracy["values"] == per_seed
+    np.testing.assert_allclose([dev_accuracy["mean"], dev_accuracy["std"]],
+                               [np.mean(per_seed), np.std(per_seed, ddof=1)])
+    assert "| dev | accuracy |" in (base / "summary.md").read_text()
+    history = pd.read_csv(base / "seed-1" / "history.csv")
+    np.testing.assert_allclose(history["learning_rate"], 1e-3 * 0.5 ** (history["epoch"] // 2))
+
+    capsys.readouterr()
+    train.main(args)  # Finished seeds are reused, not retrained.
+    assert capsys.readouterr().out.count("reusing the finished run") == 2
+    with pytest.raises(SystemExit, match="finished run with other settings"):
+        train.main([*args, "--learning-rate", "0.01"])
+
+
+@pytest.mark.parametrize("flag", [["--ablate", "attention"], ["--seeds", "1,x"]])
+def test_bad_list_flags_are_refused_by_the_parser(flag, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--model", "mahfnet", *flag])
+    assert "comma-separated list" in capsys.readouterr().err

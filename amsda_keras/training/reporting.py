@@ -69,6 +69,14 @@ def summary_table(results):
     return pd.DataFrame(rows).T.astype({"num_samples": int})
 
 
+def markdown_table(frame):
+    """A DataFrame as a GitHub Markdown table (no `tabulate` dependency)."""
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
 def plot_confusion_matrix(path, y_true, y_pred, class_names, title=""):
     """Counts and row-normalised confusion matrices side by side."""
     counts = sk_metrics.confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
