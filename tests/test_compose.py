@@ -1,35 +1,41 @@
 import numpy as np
 import pytest
 
-from amsda_keras.data.feature_cache import extract_features
-from amsda_keras.data.pipeline import feature_dataset, raw_dataset
 from amsda_keras.encoders import build_image_encoder, build_text_encoder
 from amsda_keras.models.baseline import build_baseline
 from amsda_keras.models.compose import attach_encoders, feature_input_names
+from amsda_keras.models.mahfnet import build_mahfnet
+from amsda_keras.training.evaluation import _logits
+from amsda_keras.training.inputs import batches_for
 from tests.helpers import make_table_frame, with_rows
 
 
-def test_composed_model_matches_the_cached_feature_path(tmp_path):
+HEADS = {
+    "baseline": lambda: build_baseline(num_classes=3, text_dim=16, image_dim=16, hidden_dim=8),
+    "mahfnet": lambda: build_mahfnet(num_classes=3, text_dim=16, image_dim=16, hidden_dim=16,
+                                     num_heads=2, key_dim=8, intermediate_dim=8, common_length=4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_composed_model_matches_the_cached_feature_path(name, tmp_path):
     frame = with_rows(make_table_frame(tmp_path, num_rows=6))
     encoders = {
         "text": build_text_encoder("tiny", sequence_length=8, training_texts=frame["text"]),
         "image": build_image_encoder("tiny", image_size=32),
     }
-    head = build_baseline(num_classes=3, text_dim=16, image_dim=16, hidden_dim=8)
-    features = {
-        f"{modality}_pooled": extract_features(encoder, frame, cache_root=tmp_path / "cache",
-                                               progress=False).arrays["pooled"]
-        for modality, encoder in encoders.items()
-    }
-    cached = head.predict(feature_dataset(frame, features, batch_size=4, with_labels=False), verbose=0)
+    head = HEADS[name]()
+    feature_config = {"cache_dir": tmp_path / "cache", "batch_size": 4}
+    cached_batches = batches_for(head, encoders, frame, feature_config, progress=False)
+    cached = head.predict(cached_batches(frame, batch_size=4, with_labels=False), verbose=0)
 
     model = attach_encoders(head, encoders, trainable=False)
     assert feature_input_names(model) is None
     assert not encoders["text"].backbone.trainable
-    raw = raw_dataset(frame, batch_size=4, with_labels=False,
-                      text_preprocessor=encoders["text"].preprocessor,
-                      image_preprocessor=encoders["image"].preprocessor)
-    np.testing.assert_allclose(model.predict(raw, verbose=0), cached, atol=2e-3)
+    raw_batches = batches_for(model, encoders, frame, feature_config, progress=False)
+    composed = model.predict(raw_batches(frame, batch_size=4, with_labels=False), verbose=0)
+    # The cache stores float16 features.
+    np.testing.assert_allclose(_logits(composed), _logits(cached), atol=2e-3)
 
 
 def test_text_only_head_uses_only_the_text_encoder(tmp_path):
