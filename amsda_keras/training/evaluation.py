@@ -64,7 +64,8 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
     frame["row"] = np.arange(len(frame))
 
     encoders = inputs.build_encoders(config["encoders"], run_dir, training_texts=None)
-    model = keras.saving.load_model(run_dir / "model.keras")
+    # Only for predictions: the training losses need not be importable.
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     batches = inputs.batches_for(model, encoders, frame, config["features"], progress=progress)
     results = score(model, frame, batches, class_names, directory,
                     config["training"]["batch_size"])

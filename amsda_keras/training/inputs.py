@@ -16,10 +16,12 @@ MODALITIES = ("text", "image")
 
 
 def resolve_data_path(data_config):
-    """Fills in `data.path` with the built-in demo dataset (made on first use) when it is None."""
+    """Makes `data.path` absolute; None becomes the built-in demo dataset (made on first use)."""
     if data_config["path"] is None:
         data_config["path"] = str(make_demo_dataset(default_cache_root().parent / "demo"))
         print(f"No --data given: using the built-in demo dataset ({data_config['path']}).")
+    # Absolute, so the run's config.yaml works from any working directory.
+    data_config["path"] = str(Path(data_config["path"]).resolve())
 
 
 def load_table(data_config, output_dir, *, class_names=None, progress=True):
