@@ -231,3 +231,13 @@ def test_bad_list_flags_are_refused_by_the_parser(flag, capsys):
     with pytest.raises(SystemExit):
         train.main(["--model", "mahfnet", *flag])
     assert "comma-separated list" in capsys.readouterr().err
+
+
+def test_mahfnet_without_contrastive_loss_trains_as_a_single_output_model(tmp_path):
+    run_dir = tmp_path / "no_contrastive"
+    train.main([*SMALL_MAHFNET, "--ablate", "hgfm,ieem,agai", "--output", str(run_dir),
+                "--epochs", "3", "--no-progress"])
+    history = pd.read_csv(run_dir / "history.csv")
+    assert "val_accuracy" in history and "contrastive_loss" not in history
+    assert json.loads((run_dir / "run.json").read_text())["best_epoch"] >= 1
+    assert json.loads((run_dir / "metrics.json").read_text())["dev"]["accuracy"] > 0.6

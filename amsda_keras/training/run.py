@@ -122,7 +122,7 @@ def _compile(model, settings):
     """Compiles `model` and returns the dev metric that picks the best epoch."""
     optimizer = keras.optimizers.Adam(settings["learning_rate"])
     classification = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if not isinstance(model.output, dict):
+    if not _has_auxiliary_outputs(model):
         model.compile(optimizer=optimizer, loss=classification, metrics=["accuracy"])
         return "val_accuracy"
     auxiliary = [name for name in model.output if name != LOGITS]
@@ -135,9 +135,15 @@ def _compile(model, settings):
     return f"val_{LOGITS}_accuracy"
 
 
+def _has_auxiliary_outputs(model):
+    # Keras names metrics after their output (`val_logits_accuracy`) only when there are
+    # several; a dict with `logits` alone (MAHFNet without contrastive loss) is one output.
+    return len(model.outputs) > 1
+
+
 def _with_targets(model, dataset):
     """Labels for a dict-output model: the class for `logits`, zeros for auxiliary losses."""
-    if not isinstance(model.output, dict):
+    if not _has_auxiliary_outputs(model):
         return dataset
 
     def targets(inputs, labels, *weights):
