@@ -8,6 +8,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn import metrics as sk_metrics
 
+HEADLINE_METRICS = ("accuracy", "weighted_f1", "macro_f1")
+
 
 def compute_metrics(y_true, y_pred, class_names):
     """Accuracy, weighted and macro F1 and per-class precision/recall/F1/support."""
@@ -63,7 +65,7 @@ def write_reports(directory, predictions, class_names):
 def summary_table(results):
     """The headline metrics of every split as a small DataFrame, for printing."""
     rows = {
-        split: {key: values[key] for key in ("num_samples", "accuracy", "weighted_f1", "macro_f1")}
+        split: {key: values[key] for key in ("num_samples", *HEADLINE_METRICS)}
         for split, values in results.items()
     }
     return pd.DataFrame(rows).T.astype({"num_samples": int})

@@ -14,10 +14,9 @@ import pandas as pd
 
 from amsda_keras.training import inputs
 from amsda_keras.training.config import load_config_file
-from amsda_keras.training.reporting import markdown_table
+from amsda_keras.training.reporting import HEADLINE_METRICS, markdown_table
 from amsda_keras.training.run import default_run_dir, train
 
-HEADLINE_METRICS = ("accuracy", "weighted_f1", "macro_f1")
 RUN_FIELDS = ("best_epoch", "wall_time_seconds", "trainable_parameters")
 # Settings a reused seed folder must share with the requested run.
 COMPARED_SECTIONS = ("model", "model_args", "encoders", "training")
