@@ -2,6 +2,8 @@
 
 Abbreviations (the papers'):
 - A-MSDA (`AMSDA`): Advanced Multimodal Sentiment Analysis with Dual Attention (IJACSA 2025).
+  Its one custom block is `FusionWeights`, the learned mix of the branches' logits; its
+  attention layers are Keras' own `MultiHeadAttention`.
 - MAHFNet (Electronics 2025) blocks:
   - AGAI: Attention-Guided Alignment and Interaction (modality gate, bidirectional
     cross-attention, interaction feature and contrastive embeddings).
@@ -16,8 +18,9 @@ Abbreviations (the papers'):
 
 from amsda_keras.layers.agai import AGAI, info_nce
 from amsda_keras.layers.cgf import CGF
+from amsda_keras.layers.fusion_weights import FusionWeights
 from amsda_keras.layers.ieem import IEEM
 from amsda_keras.layers.mag import MAG
 from amsda_keras.layers.token_resampler import TokenResampler
 
-__all__ = ["AGAI", "CGF", "IEEM", "MAG", "TokenResampler", "info_nce"]
+__all__ = ["AGAI", "CGF", "FusionWeights", "IEEM", "MAG", "TokenResampler", "info_nce"]
