@@ -4,9 +4,10 @@ import argparse
 
 from amsda_keras.data import FORMATS
 from amsda_keras.models import MODEL_BUILDERS
-from amsda_keras.models.mahfnet import ABLATIONS
+from amsda_keras.models import amsda, mahfnet
 from amsda_keras.training.config import CHOICES
 
+ABLATIONS = tuple(dict.fromkeys(mahfnet.ABLATIONS + amsda.ABLATIONS))
 ENCODER_HELP = ("tiny, a preset folder, package:NAME, a keras-hub preset name or a "
                 "kaggle:// or hf:// handle")
 
@@ -28,13 +29,23 @@ FLAGS = {
     "--train-encoders": ("encoders.trainable", {
         "action": "store_const", "const": True,
         "help": "Fine-tune the encoders with the model on raw text and images "
-                "(default: frozen encoders, features cached once)."}),
+                "(default for amsda; the other models default to frozen encoders)."}),
+    "--freeze-encoders": ("encoders.trainable", {
+        "action": "store_const", "const": False,
+        "help": "Freeze the encoders: features are cached once and only the head trains "
+                "(default for baseline and mahfnet)."}),
     "--modality": ("model_args.modality", {
         "choices": ("text", "image", "both"), "help": "Baseline inputs."}),
     "--ablate": ("model_args.ablate", {
         "type": lambda text: comma_list(text, choices=ABLATIONS), "metavar": "BLOCK[,BLOCK]",
-        "help": f"MAHFNet blocks to remove, comma-separated, from {', '.join(ABLATIONS)} "
-                "(Table 7: mag; hgfm; hgfm,ieem; hgfm,ieem,agai)."}),
+        "help": "Parts to remove, comma-separated. MAHFNet: "
+                f"{', '.join(mahfnet.ABLATIONS)} (Table 7: mag; hgfm; hgfm,ieem; "
+                f"hgfm,ieem,agai). A-MSDA: {', '.join(amsda.ABLATIONS)} (Table V: "
+                "image,fusion = text only; text,fusion = image only; fusion = no "
+                "cross-attention)."}),
+    "--loss": ("training.loss", {
+        "choices": CHOICES["training.loss"],
+        "help": "Classification loss (amsda defaults to focal, the others to cross_entropy)."}),
     "--cache-dir": ("features.cache_dir", {"help": "Feature cache folder."}),
     "--epochs": ("training.epochs", {"type": int}),
     "--batch-size": ("training.batch_size", {"type": int}),

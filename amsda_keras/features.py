@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from amsda_keras.cli import add_config_flags, config_overrides
+from amsda_keras.models import MODEL_DEFAULTS
 from amsda_keras.training.config import resolve_config
 from amsda_keras.training.errors import user_errors
 
@@ -40,7 +41,7 @@ def main(argv=None):
 
     with user_errors():
         overrides = {**config_overrides(args), "features.batch_size": args.batch_size}
-        config = resolve_config(args.config, overrides)
+        config = resolve_config(args.config, overrides, model_defaults=MODEL_DEFAULTS)
         modalities = inputs.MODALITIES if args.modality == "both" else (args.modality,)
         for modality in modalities:
             if config["encoders"][modality] == encoder_lib.TINY:

@@ -5,6 +5,8 @@ Examples:
     python -m amsda_keras.train --model baseline --config configs/baseline_mvsa_single.yaml
     python -m amsda_keras.train --config configs/mahfnet_mvsa_single_offline.yaml --seeds 1,2,3
     python -m amsda_keras.train --model mahfnet --ablate hgfm,ieem   # Table 7's -(IEEM) row
+    python -m amsda_keras.train --model amsda                       # fine-tunes the encoders
+    python -m amsda_keras.train --config configs/amsda_mvsa_single_offline.yaml --freeze-encoders
     python -m amsda_keras.train --model baseline --data ../shared/datasets/mvsa_single/mvsa_single.jsonl \
         --text-encoder /path/to/minilm --image-encoder ../shared/presets/efficientnet_lite0_imagenet
 """
@@ -12,7 +14,7 @@ Examples:
 import argparse
 
 from amsda_keras.cli import add_config_flags, comma_list, config_overrides
-from amsda_keras.models import MODEL_BUILDERS
+from amsda_keras.models import MODEL_BUILDERS, MODEL_DEFAULTS
 from amsda_keras.training.config import parse_assignment, resolve_config
 from amsda_keras.training.errors import user_errors
 
@@ -25,8 +27,8 @@ def build_parser():
     parser.add_argument("--config", help="YAML config file (see configs/); flags override it.")
     add_config_flags(parser, [
         "--model", "--data", "--data-format", "--label-rule", "--splits", "--on-bad-sample",
-        "--text-encoder", "--image-encoder", "--train-encoders", "--modality", "--ablate",
-        "--cache-dir",
+        "--text-encoder", "--image-encoder", "--train-encoders", "--freeze-encoders",
+        "--modality", "--ablate", "--loss", "--cache-dir",
         "--epochs", "--batch-size", "--learning-rate", "--seed", "--output",
     ])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -47,7 +49,8 @@ def main(argv=None):
     with user_errors():
         overrides = config_overrides(args)
         overrides.update(parse_assignment(text) for text in args.set)
-        config = resolve_config(args.config, overrides, model_builders=MODEL_BUILDERS)
+        config = resolve_config(args.config, overrides, model_builders=MODEL_BUILDERS,
+                                model_defaults=MODEL_DEFAULTS)
         if args.seeds:
             train_seeds(config, args.seeds, progress=not args.no_progress)
         else:

@@ -1,6 +1,6 @@
 import pytest
 
-from amsda_keras.models import MODEL_BUILDERS
+from amsda_keras.models import MODEL_BUILDERS, MODEL_DEFAULTS
 from amsda_keras.training.config import ConfigError, parse_assignment, resolve_config
 
 
@@ -43,6 +43,19 @@ def test_malformed_file_and_assignment(tmp_path):
     assert parse_assignment("training.oversample=true") == ("training.oversample", True)
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_assignment("training.epochs")
+
+
+def test_model_defaults_sit_between_the_global_defaults_and_the_file(tmp_path):
+    amsda = resolve_config(overrides={"model": "amsda"}, model_defaults=MODEL_DEFAULTS)
+    assert amsda["encoders"]["trainable"] and amsda["training"]["loss"] == "focal"
+    assert amsda["training"]["reduce_lr_patience"] == 3
+    path = tmp_path / "c.yaml"
+    path.write_text("model: amsda\ntraining:\n  loss: cross_entropy\n")
+    config = resolve_config(path, {"encoders.trainable": False}, model_defaults=MODEL_DEFAULTS)
+    assert config["training"]["loss"] == "cross_entropy" and not config["encoders"]["trainable"]
+    assert config["training"]["oversample"]  # still the model's default
+    baseline = resolve_config(model_defaults=MODEL_DEFAULTS)
+    assert baseline["training"]["loss"] == "cross_entropy" and not baseline["encoders"]["trainable"]
 
 
 def test_every_shipped_config_resolves():

@@ -1,6 +1,13 @@
-"""One builder per model; `MODEL_BUILDERS` maps the `--model` name to it."""
+"""One builder per model; `MODEL_BUILDERS` maps the `--model` name to it.
 
+`MODEL_DEFAULTS` holds the settings a model trains with unless a config file or flag says
+otherwise (its paper's recipe, where that differs from the global defaults).
+"""
+
+from amsda_keras.models import amsda
+from amsda_keras.models.amsda import build_amsda
 from amsda_keras.models.baseline import build_baseline
 from amsda_keras.models.mahfnet import build_mahfnet
 
-MODEL_BUILDERS = {"baseline": build_baseline, "mahfnet": build_mahfnet}
+MODEL_BUILDERS = {"amsda": build_amsda, "baseline": build_baseline, "mahfnet": build_mahfnet}
+MODEL_DEFAULTS = {"amsda": amsda.TRAINING_DEFAULTS}

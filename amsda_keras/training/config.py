@@ -1,7 +1,8 @@
 """Run settings: defaults, YAML config files and command-line overrides, validated by key.
 
 A config file holds any subset of `DEFAULTS`; flags override the file, the file overrides the
-defaults. Unknown keys and values of the wrong type fail with a message naming the key.
+model's own defaults (its paper's training recipe, e.g. A-MSDA's focal loss), and those override
+`DEFAULTS`. Unknown keys and values of the wrong type fail with a message naming the key.
 `model_args` holds keyword arguments of the model builder and is checked against its signature.
 """
 
@@ -49,6 +50,13 @@ DEFAULTS = {
         # (None: constant).
         "lr_step_epochs": None,
         "lr_step_gamma": 0.8,
+        # ReduceLROnPlateau on the dev loss: multiply the learning rate by reduce_lr_factor
+        # after reduce_lr_patience epochs without improvement (None: off).
+        "reduce_lr_patience": None,
+        "reduce_lr_factor": 0.1,
+        "loss": "cross_entropy",  # or "focal": weighted focal loss (A-MSDA).
+        "focal_alpha": 0.27,
+        "focal_gamma": 1.9,
         "contrastive_weight": 0.1,  # lambda of MAHFNet's contrastive loss (eq. 25).
     },
     "output": None,  # None: runs/<model>-<time>.
@@ -57,10 +65,11 @@ CHOICES = {
     "data.on_bad_sample": ("skip", "error"),
     "data.label_rule": ("standard", "amsda"),
     "training.class_weight": ("none", "balanced"),
+    "training.loss": ("cross_entropy", "focal"),
 }
 # Settings whose default is None but that take a positive int when set.
 OPTIONAL_POSITIVE_INTS = ("encoders.image_size", "training.early_stopping_patience",
-                          "training.lr_step_epochs")
+                          "training.lr_step_epochs", "training.reduce_lr_patience")
 # Builder arguments that come from the data and encoders, never from a config.
 RUNTIME_MODEL_ARGS = {"num_classes", "text_dim", "image_dim"}
 
@@ -85,23 +94,28 @@ def load_config_file(path):
     return content
 
 
-def resolve_config(config_file=None, overrides=None, model_builders=None):
-    """Merges defaults <- config file <- overrides and validates the result.
+def resolve_config(config_file=None, overrides=None, model_builders=None, model_defaults=None):
+    """Merges defaults <- the model's defaults <- config file <- overrides and validates them.
 
     Args:
         config_file: path of a YAML file, or None.
         overrides: dict of dotted keys (`"training.epochs"`) to values; None values are ignored.
         model_builders: dict of model name to builder, to check `model` and `model_args`.
+        model_defaults: dict of model name to a nested dict of settings that model uses
+            unless the file or the overrides say otherwise.
 
     Returns:
         The resolved config as a nested dict.
     """
     config = copy.deepcopy(DEFAULTS)
-    if config_file:
-        _merge(config, load_config_file(config_file), source=str(config_file))
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _merge(config, _nest(key, value), source="command line")
+    file_settings = load_config_file(config_file) if config_file else {}
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    model = overrides.get("model", file_settings.get("model", DEFAULTS["model"]))
+    if isinstance(model, str) and model in (model_defaults or {}):
+        _merge(config, model_defaults[model], source=f"the defaults of model {model!r}")
+    _merge(config, file_settings, source=str(config_file))
+    for key, value in overrides.items():
+        _merge(config, _nest(key, value), source="command line")
     for key, choices in CHOICES.items():
         section, name = key.split(".")
         if config[section][name] not in choices:

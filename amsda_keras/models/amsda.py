@@ -1,0 +1,160 @@
+"""A-MSDA (IJACSA 16(11), 2025): text and image self-attention branches, cross-attention fusion,
+and trainable fusion weights over the three branches' logits."""
+
+import keras
+
+from amsda_keras.layers.arguments import check_positive_ints, check_rate
+from amsda_keras.layers.fusion_weights import FusionWeights
+
+BRANCHES = ("text", "image", "fusion")
+ABLATIONS = BRANCHES + ("self_attention", "fusion_weights")
+# The paper's training recipe (Section IV.C), applied under `--model amsda` before any config
+# file: fine-tuned encoders, weighted focal loss, oversampling, early stopping and
+# ReduceLROnPlateau. Learning rate and batch size are per dataset, in configs/amsda_*.yaml.
+TRAINING_DEFAULTS = {
+    "encoders": {"trainable": True, "sequence_length": 20},
+    "training": {"loss": "focal", "class_weight": "balanced", "oversample": True,
+                 "early_stopping_patience": 5, "reduce_lr_patience": 3},
+}
+
+
+def build_amsda(*, num_classes, text_dim, image_dim, image_projection_dim=768, num_heads=4,
+                key_dim=8, text_hidden_dims=(512, 256), image_hidden_dims=(1024, 512, 256),
+                fusion_hidden_dims=(512, 256), text_dropout=0.3, dropout=0.4,
+                weight_normalization="softmax", ablate=()):
+    """Builds the A-MSDA head on encoder features.
+
+    - Text branch (Section III.A): the text encoder's tokens -> self-attention -> masked global
+      average pooling -> tanh dense layers with dropout -> text logits.
+    - Image branch (III.B): the pooled image feature map -> Dense(`image_projection_dim`, ReLU)
+      -> one token -> self-attention with residual, LayerNorm and dropout -> ReLU dense layers,
+      each followed by BatchNorm and dropout -> image logits.
+    - Fusion branch (III.C): cross-attention text->image (text tokens query the image token)
+      and image->text (the image token queries the text tokens), joined and flattened -> ReLU
+      dense layers with BatchNorm and dropout -> fusion logits.
+    - `FusionWeights` mixes the three logits with learned weights that sum to 1 (eq. 25-27).
+    With the encoders attached (`models.compose.attach_encoders`) this is the paper's end-to-end
+    model; on cached features it trains the heads of frozen encoders. Choices the paper leaves
+    open are listed in `docs/amsda.md`.
+
+    Args:
+        num_classes: int. Number of classes.
+        text_dim: int. Width of the text encoder's token features (768 for DistilRoBERTa).
+        image_dim: int. Width of the pooled image features (1280 for EfficientNetB0).
+        image_projection_dim: int. Width of the image token, and of both cross-attention
+            outputs. Defaults to `768` (eq. 10).
+        num_heads: int. Heads of every attention layer. Defaults to `4` (Section IV.B.2).
+        key_dim: int. Key size of every attention layer. Defaults to `8`.
+        text_hidden_dims, image_hidden_dims, fusion_hidden_dims: tuples of int, the widths of
+            each branch's dense layers. Defaults to `(512, 256)`, `(1024, 512, 256)` and
+            `(512, 256)`.
+        text_dropout: float. Dropout of the text branch. Defaults to `0.3` (IV.B.1).
+        dropout: float. Dropout of the image and fusion branches. Defaults to `0.4` (Table II).
+        weight_normalization: `"softmax"` or `"sum"`, see `FusionWeights`.
+        ablate: parts to remove, any of `ABLATIONS` (the paper's Table V): `"text"`,
+            `"image"`, `"fusion"` drop that branch's logits from the mix (`["image",
+            "fusion"]` is the unimodal text row, `["text", "fusion"]` the unimodal visual row,
+            `["fusion"]` "w/o cross attention"); `"self_attention"` removes both branches'
+            self-attention ("w/o self-attention"); `"fusion_weights"` keeps the branch weights
+            fixed and equal.
+
+    Returns:
+        A `keras.Model` from the features it reads (`text_tokens` `[B, T, text_dim]` and
+        `text_mask` `[B, T]` bool, `image_pooled` `[B, image_dim]`; only those the kept
+        branches need) to logits `[B, num_classes]`.
+    """
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an int >= 2. Received: num_classes={num_classes}")
+    check_positive_ints(image_projection_dim=image_projection_dim, num_heads=num_heads,
+                        key_dim=key_dim)
+    for name, widths in (("text_hidden_dims", text_hidden_dims),
+                         ("image_hidden_dims", image_hidden_dims),
+                         ("fusion_hidden_dims", fusion_hidden_dims)):
+        check_positive_ints(**{f"{name}[{index}]": width for index, width in enumerate(widths)})
+    check_rate("text_dropout", text_dropout)
+    check_rate("dropout", dropout)
+    ablate = _checked_ablations(ablate)
+    branches = [name for name in BRANCHES if name not in ablate]
+    self_attention = "self_attention" not in ablate
+    attention = dict(num_heads=num_heads, key_dim=key_dim)
+    reads_text = "text" in branches or "fusion" in branches
+    reads_image = "image" in branches or "fusion" in branches
+
+    inputs, logits = {}, {}
+    if reads_text:
+        inputs["text_tokens"] = keras.Input((None, text_dim), name="text_tokens")
+        inputs["text_mask"] = keras.Input((None,), dtype="bool", name="text_mask")
+        text, mask = inputs["text_tokens"], inputs["text_mask"]
+        if self_attention:
+            text = keras.layers.MultiHeadAttention(**attention, name="text_self_attention")(
+                text, text, query_mask=mask, value_mask=mask)
+        if "text" in branches:
+            pooled = keras.layers.GlobalAveragePooling1D(name="text_pool")(text, mask=mask)
+            logits["text"] = _dense_stack(pooled, text_hidden_dims, "tanh", text_dropout,
+                                          num_classes, "text", batch_norm=False)
+    if reads_image:
+        inputs["image_pooled"] = keras.Input((image_dim,), name="image_pooled")
+        image = keras.layers.Dense(image_projection_dim, activation="relu",
+                                   name="image_projection")(inputs["image_pooled"])
+        image = keras.layers.Reshape((1, image_projection_dim), name="image_token")(image)
+        if self_attention:
+            attended = keras.layers.MultiHeadAttention(**attention, name="image_self_attention")(
+                image, image)
+            image = keras.layers.Add(name="image_residual")([attended, image])
+            image = keras.layers.LayerNormalization(name="image_norm")(image)
+            image = keras.layers.Dropout(dropout, name="image_attention_dropout")(image)
+        if "image" in branches:
+            flat = keras.layers.Flatten(name="image_flatten")(image)
+            logits["image"] = _dense_stack(flat, image_hidden_dims, "relu", dropout,
+                                           num_classes, "image", batch_norm=True)
+    if "fusion" in branches:
+        joined = _cross_attention(text, mask, image, image_projection_dim, attention)
+        logits["fusion"] = _dense_stack(joined, fusion_hidden_dims, "relu", dropout,
+                                        num_classes, "fusion", batch_norm=True)
+
+    if len(logits) == 1:
+        output = keras.layers.Identity(name="logits")(next(iter(logits.values())))
+    else:
+        output = FusionWeights(list(logits), normalization=weight_normalization,
+                               trainable="fusion_weights" not in ablate,
+                               name="fusion_weights")(list(logits.values()))
+    return keras.Model(inputs, output, name="amsda")
+
+
+def _checked_ablations(ablate):
+    if isinstance(ablate, str):
+        ablate = [ablate]
+    unknown = [name for name in ablate if name not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"`ablate` takes names from {ABLATIONS}. Received: {list(ablate)}")
+    if set(BRANCHES) <= set(ablate):
+        raise ValueError(f"`ablate` must keep at least one of the branches {BRANCHES}.")
+    return set(ablate)
+
+
+def _dense_stack(x, widths, activation, dropout, num_classes, branch, batch_norm):
+    """Dense layers (each followed by [BatchNorm and] dropout), then the branch's logits."""
+    for index, width in enumerate(widths, start=1):
+        x = keras.layers.Dense(width, activation=activation, name=f"{branch}_dense_{index}")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"{branch}_norm_{index}")(x)
+        x = keras.layers.Dropout(dropout, name=f"{branch}_dropout_{index}")(x)
+    return keras.layers.Dense(num_classes, name=f"{branch}_logits")(x)
+
+
+def _cross_attention(text, mask, image, width, attention):
+    """Eq. 19-21: both cross-attention directions, joined into one flat vector.
+
+    The image branch has one token, so text->image attention gives every text position the
+    same vector (a softmax over one key is 1); it is pooled over the real text tokens once.
+    """
+    text_to_image = keras.layers.MultiHeadAttention(
+        **attention, output_shape=width, name="text_to_image_attention")(
+            text, image, query_mask=mask)
+    text_to_image = keras.layers.GlobalAveragePooling1D(name="text_to_image_pool")(
+        text_to_image, mask=mask)
+    image_to_text = keras.layers.MultiHeadAttention(
+        **attention, output_shape=width, name="image_to_text_attention")(
+            image, text, value_mask=mask)
+    image_to_text = keras.layers.Flatten(name="image_to_text_flatten")(image_to_text)
+    return keras.layers.Concatenate(name="cross_attention_concat")([text_to_image, image_to_text])
