@@ -42,6 +42,9 @@ KERAS_APPLICATIONS = {"efficientnetb0": "EfficientNetB0"}
 HUB_HOSTS = {"kaggle": "www.kaggle.com", "hf": "huggingface.co", "gs": "storage.googleapis.com"}
 NETWORK_TIMEOUT_SECONDS = 5
 PACKAGE_PREFIX = "package:"
+# BERT backbones' pooler head: the feature model reads the token outputs, so it gets no
+# gradient when the encoder is fine-tuned (and Keras would warn about it every run).
+UNUSED_POOLER = "pooled_dense"
 PRESET_HINT = (
     "Download it on a machine that is online (keras-hub `Backbone.from_preset(name)` and the "
     "preprocessor's or image converter's `from_preset(name)`, then `save_to_preset(folder)` on "
@@ -94,6 +97,9 @@ class Encoder:
 
     def set_trainable(self, trainable):
         self.backbone.trainable = trainable
+        for layer in self.backbone.layers:
+            if layer.name == UNUSED_POOLER:
+                layer.trainable = False
 
     def fingerprint(self):
         """A hash of the architecture, the weights and the preprocessing config."""

@@ -241,3 +241,27 @@ def test_mahfnet_without_contrastive_loss_trains_as_a_single_output_model(tmp_pa
     assert "val_accuracy" in history and "contrastive_loss" not in history
     assert json.loads((run_dir / "run.json").read_text())["best_epoch"] >= 1
     assert json.loads((run_dir / "metrics.json").read_text())["dev"]["accuracy"] > 0.6
+
+
+SMALL_AMSDA = ["--model", "amsda", "--set", "model_args.image_projection_dim=32",
+               "--set", "model_args.text_hidden_dims=[32]", "--set", "model_args.image_hidden_dims=[32]",
+               "--set", "model_args.fusion_hidden_dims=[32]"]
+
+
+def test_amsda_fine_tunes_with_its_recipe_logs_fusion_weights_and_evaluates(tmp_path):
+    run_dir = tmp_path / "amsda"
+    train.main([*SMALL_AMSDA, "--output", str(run_dir), "--epochs", "4", "--no-progress"])
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["encoders"]["trainable"] and config["training"]["loss"] == "focal"
+    history = pd.read_csv(run_dir / "history.csv")
+    branches = [f"fusion_weight_{name}" for name in ("text", "image", "fusion")]
+    np.testing.assert_allclose(history[branches].sum(axis=1), 1.0, atol=1e-5)
+    assert (history[branches] > 0).all().all() and "learning_rate" in history
+    info = json.loads((run_dir / "run.json").read_text())
+    assert set(branches) <= set(info) and (run_dir / "fusion_weights.png").is_file()
+    assert json.loads((run_dir / "metrics.json").read_text())["dev"]["accuracy"] > 0.6
+
+    out = tmp_path / "eval"
+    evaluate.main(["--run", str(run_dir), "--data", config["data"]["path"], "--output", str(out),
+                   "--no-progress"])
+    assert json.loads((out / "metrics.json").read_text())["all"]["accuracy"] > 0.6

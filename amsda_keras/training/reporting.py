@@ -9,6 +9,8 @@ from matplotlib.figure import Figure
 from sklearn import metrics as sk_metrics
 
 HEADLINE_METRICS = ("accuracy", "weighted_f1", "macro_f1")
+# History columns holding A-MSDA's learned branch weights: fusion_weight_<branch>.
+FUSION_WEIGHT_PREFIX = "fusion_weight_"
 
 
 def compute_metrics(y_true, y_pred, class_names):
@@ -105,8 +107,9 @@ def plot_confusion_matrix(path, y_true, y_pred, class_names, title=""):
 
 
 def plot_training_curves(path, history):
-    """Loss and every other logged metric per epoch, train next to `val_`."""
-    metrics = [name for name in history.columns if name != "epoch" and not name.startswith("val_")]
+    """Loss and every other logged metric per epoch, train next to `val_` (fusion weights apart)."""
+    metrics = [name for name in history.columns if name != "epoch"
+               and not name.startswith(("val_", FUSION_WEIGHT_PREFIX))]
     figure = Figure(figsize=(4.5 * len(metrics), 3.5))
     for axes, name in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
         epochs = history["epoch"] + 1
@@ -115,6 +118,20 @@ def plot_training_curves(path, history):
             axes.plot(epochs, history[f"val_{name}"], marker="o", label="dev")
         axes.set(xlabel="epoch", title=name)
         axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def plot_fusion_weights(path, history):
+    """A-MSDA's learned branch weights per epoch, one line per branch, on a 0-1 scale."""
+    columns = [name for name in history.columns if name.startswith(FUSION_WEIGHT_PREFIX)]
+    figure = Figure(figsize=(5, 3.5))
+    axes = figure.subplots()
+    for name in columns:
+        axes.plot(history["epoch"] + 1, history[name], marker="o",
+                  label=name[len(FUSION_WEIGHT_PREFIX):])
+    axes.set(xlabel="epoch", ylabel="weight", ylim=(0, 1), title="Learned fusion weights")
+    axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 

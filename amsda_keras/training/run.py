@@ -3,7 +3,8 @@
 The run folder holds: `config.yaml` (resolved), `splits.csv`, `skipped_samples.csv`,
 `history.csv`, `training_curves.png`, `model.keras` (the best dev epoch), `metrics.json`,
 `classification_report.txt`, `confusion_matrix.png` (dev) and `confusion_matrix_<split>.png`,
-`run.json` (wall time, parameters, versions) and, for `tiny` encoders, `encoders/`.
+`run.json` (wall time, parameters, versions, and the best model's fusion weights), for A-MSDA
+`fusion_weights.png`, and, for `tiny` encoders, `encoders/`.
 """
 
 import json
@@ -25,7 +26,8 @@ from amsda_keras.models.compose import attach_encoders
 from amsda_keras.training import inputs, reporting
 from amsda_keras.training.config import save_config
 from amsda_keras.training.evaluation import score
-from amsda_keras.training.losses import OutputMean
+from amsda_keras.training.callbacks import FusionWeightsLogger, fusion_weights, fusion_weights_layer
+from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
 
 # A model with dict outputs has `logits` and per-sample auxiliary losses (MAHFNet's
 # `contrastive`), each weighted by its `training.<name>_weight`.
@@ -59,16 +61,18 @@ def train(config, progress=True):
         model = attach_encoders(model, encoders, trainable=True)
     batches = inputs.batches_for(model, encoders, frame, config["features"], progress=progress)
 
-    monitor = _compile(model, settings)
     class_weights = (
         balanced_class_weights(train_frame["label"], table.num_classes)
         if settings["class_weight"] == "balanced"
         else None
     )
+    monitor = _compile(model, settings, class_weights)
     batch = settings["batch_size"]
     train_data = _with_targets(model, batches(
         train_frame, batch_size=batch, shuffle=True, seed=settings["seed"],
-        oversample_classes=settings["oversample"], class_weights=class_weights,
+        oversample_classes=settings["oversample"],
+        # The focal loss weighs classes itself; cross-entropy gets them as sample weights.
+        class_weights=class_weights if settings["loss"] == "cross_entropy" else None,
     ))
     dev_data = _with_targets(model, batches(frame[frame["split"] == "dev"], batch_size=batch))
     model.fit(
@@ -76,16 +80,19 @@ def train(config, progress=True):
         validation_data=dev_data,
         epochs=settings["epochs"],
         shuffle=False,  # train_data reshuffles itself each epoch, seeded.
-        callbacks=_callbacks(run_dir, settings, monitor),
+        callbacks=_callbacks(run_dir, settings, monitor, model),
         verbose=1 if sys.stdout.isatty() and progress else 2,
     )
 
-    best = keras.saving.load_model(run_dir / "model.keras")
+    # The best epoch's weights, into the trained model (whose trainable flags are the run's).
+    model.load_weights(run_dir / "model.keras")
     history = pd.read_csv(run_dir / "history.csv")
     reporting.plot_training_curves(run_dir / "training_curves.png", history)
-    score(best, frame, batches, table.class_names, run_dir, batch)
+    if fusion_weights_layer(model) is not None:
+        reporting.plot_fusion_weights(run_dir / "fusion_weights.png", history)
+    score(model, frame, batches, table.class_names, run_dir, batch)
     wall_time = time.perf_counter() - started
-    info = _write_run_info(run_dir, best, history, wall_time, monitor)
+    info = _write_run_info(run_dir, model, history, wall_time, monitor)
     print(f"Best dev epoch: {info['best_epoch']} of {info['epochs_run']} (model.keras)")
     print(f"Run folder: {run_dir}  (wall time {wall_time:.1f} s)")
     return run_dir
@@ -118,10 +125,15 @@ def _split(frame, data_config, seed, run_dir):
     return frame
 
 
-def _compile(model, settings):
+def _compile(model, settings, class_weights):
     """Compiles `model` and returns the dev metric that picks the best epoch."""
     optimizer = keras.optimizers.Adam(settings["learning_rate"])
-    classification = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if settings["loss"] == "focal":
+        classification = WeightedFocalLoss(
+            alpha=settings["focal_alpha"], gamma=settings["focal_gamma"],
+            class_weights=None if class_weights is None else class_weights.tolist())
+    else:
+        classification = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if not _has_auxiliary_outputs(model):
         model.compile(optimizer=optimizer, loss=classification, metrics=["accuracy"])
         return "val_accuracy"
@@ -154,15 +166,21 @@ def _with_targets(model, dataset):
     return dataset.map(targets)
 
 
-def _callbacks(run_dir, settings, monitor):
+def _callbacks(run_dir, settings, monitor, model):
     callbacks = []
     if settings["lr_step_epochs"] is not None:
-        # Before CSVLogger, so the epoch's `learning_rate` is in the logs it writes.
         callbacks.append(keras.callbacks.LearningRateScheduler(_step_lr(settings)))
+    if settings["reduce_lr_patience"] is not None:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=settings["reduce_lr_factor"],
+            patience=settings["reduce_lr_patience"], verbose=1))
+    if fusion_weights_layer(model) is not None:
+        callbacks.append(FusionWeightsLogger())
     callbacks += [
         keras.callbacks.ModelCheckpoint(
             run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True
         ),
+        # Last of those that write to the logs, so history.csv has what they add.
         keras.callbacks.CSVLogger(run_dir / "history.csv"),
     ]
     if settings["early_stopping_patience"] is not None:
@@ -187,6 +205,7 @@ def _write_run_info(run_dir, model, history, wall_time, monitor):
         "best_epoch": int(history["epoch"][history[monitor].idxmax()]) + 1,
         "epochs_run": len(history),
         "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        **fusion_weights(model),
         "backend": keras.config.backend(),
         "keras": keras.__version__,
         "python": platform.python_version(),
