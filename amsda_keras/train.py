@@ -27,7 +27,8 @@ def build_parser():
     parser.add_argument("--config", help="YAML config file (see configs/); flags override it.")
     add_config_flags(parser, [
         "--model", "--data", "--data-format", "--label-rule", "--splits", "--on-bad-sample",
-        "--text-encoder", "--image-encoder", "--train-encoders", "--freeze-encoders",
+        "--text-encoder", "--image-encoder", "--sequence-length", "--image-size",
+        "--train-encoders", "--freeze-encoders",
         "--modality", "--ablate", "--loss", "--cache-dir",
         "--epochs", "--batch-size", "--learning-rate", "--seed", "--output",
     ])
