@@ -20,3 +20,11 @@ def check_positive(name, value):
     """Raises unless `value` is a real number > 0 (an epsilon or a temperature)."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
         raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
+
+
+def checked_subset(name, values, choices):
+    """`values` (one str or a list of them) as a set, raising unless each is in `choices`."""
+    values = [values] if isinstance(values, str) else list(values)
+    if any(value not in choices for value in values):
+        raise ValueError(f"`{name}` takes names from {choices}. Received: {name}={values}")
+    return set(values)

@@ -3,7 +3,7 @@ and trainable fusion weights over the three branches' logits."""
 
 import keras
 
-from amsda_keras.layers.arguments import check_positive_ints, check_rate
+from amsda_keras.layers.arguments import check_positive_ints, check_rate, checked_subset
 from amsda_keras.layers.fusion_weights import FusionWeights
 
 BRANCHES = ("text", "image", "fusion")
@@ -122,14 +122,10 @@ def build_amsda(*, num_classes, text_dim, image_dim, image_projection_dim=768, n
 
 
 def _checked_ablations(ablate):
-    if isinstance(ablate, str):
-        ablate = [ablate]
-    unknown = [name for name in ablate if name not in ABLATIONS]
-    if unknown:
-        raise ValueError(f"`ablate` takes names from {ABLATIONS}. Received: {list(ablate)}")
-    if set(BRANCHES) <= set(ablate):
+    ablate = checked_subset("ablate", ablate, ABLATIONS)
+    if set(BRANCHES) <= ablate:
         raise ValueError(f"`ablate` must keep at least one of the branches {BRANCHES}.")
-    return set(ablate)
+    return ablate
 
 
 def _dense_stack(x, widths, activation, dropout, num_classes, branch, batch_norm):

@@ -3,7 +3,7 @@
 import keras
 
 from amsda_keras.layers.agai import AGAI, info_nce
-from amsda_keras.layers.arguments import check_positive
+from amsda_keras.layers.arguments import check_positive, checked_subset
 from amsda_keras.layers.cgf import CGF
 from amsda_keras.layers.ieem import IEEM
 from amsda_keras.layers.mag import MAG
@@ -81,7 +81,7 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
         raise ValueError(f"`alignment` must be one of {ALIGNMENTS}. Received: {alignment!r}")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an int >= 2. Received: num_classes={num_classes}")
-    ablate = _checked_ablations(ablate)
+    ablate = checked_subset("ablate", ablate, ABLATIONS)
     with_contrastive = not {"agai", "contrastive"} & ablate
 
     text_tokens = keras.Input((None, text_dim), name="text_tokens")
@@ -140,15 +140,6 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
         outputs,
         name="mahfnet",
     )
-
-
-def _checked_ablations(ablate):
-    if isinstance(ablate, str):
-        ablate = [ablate]
-    unknown = [name for name in ablate if name not in ABLATIONS]
-    if unknown:
-        raise ValueError(f"`ablate` takes names from {ABLATIONS}. Received: {list(ablate)}")
-    return set(ablate)
 
 
 def _aligned(text, image, text_mask, alignment, common_length, hidden_dim, attention_args):
