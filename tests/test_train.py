@@ -146,6 +146,14 @@ def test_demo_trains_on_every_backend(backend, train_encoders, tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["dev"]["accuracy"] > 0.5
 
 
+def test_a_diverging_run_stops_with_the_epoch_and_batch(tmp_path):
+    run_dir = tmp_path / "nan"
+    with pytest.raises(SystemExit, match=r"loss became nan at epoch 1, batch 2.*no model was saved"):
+        train.main(["--model", "baseline", "--output", str(run_dir), "--learning-rate", "1e30",
+                    *FAST])
+    assert not (run_dir / "model.keras").exists()  # the broken epoch is never checkpointed
+
+
 def test_same_seed_gives_the_same_run(demo_run, tmp_path):
     rerun = tmp_path / "rerun"
     train.main(["--model", "baseline", "--output", str(rerun), "--epochs", "8", "--no-progress"])

@@ -1,5 +1,7 @@
 """Training callbacks beyond Keras' own."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -35,3 +37,35 @@ class FusionWeightsLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs.update(fusion_weights(self.model))
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite.
+
+    `stopped_at` is then `(epoch, batch, loss)`, both counted from 1. Keras' own
+    `TerminateOnNaN` does not say which epoch it was.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.stopped_at = (self._epoch + 1, batch + 1, float(loss))
+            self.model.stop_training = True
+
+
+class FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """A `ModelCheckpoint` that never saves an epoch whose training loss is NaN or infinite
+    (its weights are broken even if the dev metric, e.g. argmax of NaN logits, looks fine)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            super().on_epoch_end(epoch, logs)

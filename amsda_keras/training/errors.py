@@ -6,7 +6,14 @@ import sys
 
 from amsda_keras.encoders import EncoderUnavailableError
 
-USER_ERRORS = (EncoderUnavailableError, FileNotFoundError, FileExistsError, ValueError)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the message says where and what was kept."""
+
+
+USER_ERRORS = (EncoderUnavailableError, FileNotFoundError, FileExistsError, ValueError,
+               TrainingDivergedError)
 DEBUG_VARIABLE = "AMSDA_KERAS_DEBUG"
 
 

@@ -26,7 +26,10 @@ from amsda_keras.models.compose import attach_encoders
 from amsda_keras.training import inputs, reporting
 from amsda_keras.training.config import save_config
 from amsda_keras.training.evaluation import score
-from amsda_keras.training.callbacks import FusionWeightsLogger, fusion_weights, fusion_weights_layer
+from amsda_keras.training.callbacks import (FiniteModelCheckpoint, FusionWeightsLogger,
+                                            StopOnNonFiniteLoss, fusion_weights,
+                                            fusion_weights_layer)
+from amsda_keras.training.errors import TrainingDivergedError
 from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
 
 # A model with dict outputs has `logits` and per-sample auxiliary losses (MAHFNet's
@@ -75,14 +78,17 @@ def train(config, progress=True):
         class_weights=class_weights if settings["loss"] == "cross_entropy" else None,
     ))
     dev_data = _with_targets(model, batches(frame[frame["split"] == "dev"], batch_size=batch))
+    divergence = StopOnNonFiniteLoss()
     model.fit(
         train_data,
         validation_data=dev_data,
         epochs=settings["epochs"],
         shuffle=False,  # train_data reshuffles itself each epoch, seeded.
-        callbacks=_callbacks(run_dir, settings, monitor, model),
+        callbacks=[divergence, *_callbacks(run_dir, settings, monitor, model)],
         verbose=1 if sys.stdout.isatty() and progress else 2,
     )
+    if divergence.stopped_at is not None:
+        raise TrainingDivergedError(_divergence_message(run_dir, *divergence.stopped_at))
 
     # The best epoch's weights, into the trained model (whose trainable flags are the run's).
     model.load_weights(run_dir / "model.keras")
@@ -177,7 +183,7 @@ def _callbacks(run_dir, settings, monitor, model):
     if fusion_weights_layer(model) is not None:
         callbacks.append(FusionWeightsLogger())
     callbacks += [
-        keras.callbacks.ModelCheckpoint(
+        FiniteModelCheckpoint(
             run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True
         ),
         # Last of those that write to the logs, so history.csv has what they add.
@@ -190,6 +196,15 @@ def _callbacks(run_dir, settings, monitor, model):
             )
         )
     return callbacks
+
+
+def _divergence_message(run_dir, epoch, batch, loss):
+    kept = (f"{run_dir / 'model.keras'} keeps the best dev epoch before it"
+            if (run_dir / "model.keras").is_file()
+            else "no epoch had finished, so no model was saved")
+    return (f"The training loss became {loss} at epoch {epoch}, batch {batch}, so training "
+            f"stopped; {kept}. Lower the learning rate (--learning-rate) or look for NaN or "
+            f"infinite values in the inputs.")
 
 
 def _step_lr(settings):
