@@ -28,3 +28,9 @@ def checked_subset(name, values, choices):
     if any(value not in choices for value in values):
         raise ValueError(f"`{name}` takes names from {choices}. Received: {name}={values}")
     return set(values)
+
+
+def check_num_classes(num_classes):
+    """Raises unless `num_classes` is an int of at least 2 (a model builder's class count)."""
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an int >= 2. Received: num_classes={num_classes}")

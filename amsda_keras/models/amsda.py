@@ -3,7 +3,8 @@ and trainable fusion weights over the three branches' logits."""
 
 import keras
 
-from amsda_keras.layers.arguments import check_positive_ints, check_rate, checked_subset
+from amsda_keras.layers.arguments import (check_num_classes, check_positive_ints, check_rate,
+                                          checked_subset)
 from amsda_keras.layers.fusion_weights import FusionWeights
 
 BRANCHES = ("text", "image", "fusion")
@@ -63,8 +64,7 @@ def build_amsda(*, num_classes, text_dim, image_dim, image_projection_dim=768, n
         `text_mask` `[B, T]` bool, `image_pooled` `[B, image_dim]`; only those the kept
         branches need) to logits `[B, num_classes]`.
     """
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2. Received: num_classes={num_classes}")
+    check_num_classes(num_classes)
     check_positive_ints(image_projection_dim=image_projection_dim, num_heads=num_heads,
                         key_dim=key_dim)
     for name, widths in (("text_hidden_dims", text_hidden_dims),

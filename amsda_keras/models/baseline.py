@@ -2,6 +2,8 @@
 
 import keras
 
+from amsda_keras.layers.arguments import check_num_classes
+
 MODALITIES = ("text", "image", "both")
 
 
@@ -26,8 +28,7 @@ def build_baseline(*, num_classes, text_dim=None, image_dim=None, modality="both
     """
     if modality not in MODALITIES:
         raise ValueError(f"`modality` must be one of {MODALITIES}. Received: modality={modality}")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2. Received: num_classes={num_classes}")
+    check_num_classes(num_classes)
     if not isinstance(hidden_dim, int) or hidden_dim <= 0:
         raise ValueError(f"`hidden_dim` must be a positive int. Received: hidden_dim={hidden_dim}")
     if not 0 <= dropout < 1:

@@ -3,7 +3,7 @@
 import keras
 
 from amsda_keras.layers.agai import AGAI, info_nce
-from amsda_keras.layers.arguments import check_positive, checked_subset
+from amsda_keras.layers.arguments import check_num_classes, check_positive, checked_subset
 from amsda_keras.layers.cgf import CGF
 from amsda_keras.layers.ieem import IEEM
 from amsda_keras.layers.mag import MAG
@@ -79,8 +79,7 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
     """
     if alignment not in ALIGNMENTS:
         raise ValueError(f"`alignment` must be one of {ALIGNMENTS}. Received: {alignment!r}")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2. Received: num_classes={num_classes}")
+    check_num_classes(num_classes)
     ablate = checked_subset("ablate", ablate, ABLATIONS)
     with_contrastive = not {"agai", "contrastive"} & ablate
 
