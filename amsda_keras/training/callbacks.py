@@ -55,9 +55,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.stopped_at = (self._epoch + 1, batch + 1, float(loss))
+        if not _loss_is_finite(logs):
+            self.stopped_at = (self._epoch + 1, batch + 1, float(logs["loss"]))
             self.model.stop_training = True
 
 
@@ -66,6 +65,11 @@ class FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
     (its weights are broken even if the dev metric, e.g. argmax of NaN logits, looks fine)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is None or math.isfinite(float(loss)):
+        if _loss_is_finite(logs):
             super().on_epoch_end(epoch, logs)
+
+
+def _loss_is_finite(logs):
+    """False only when the logs hold a `loss` that is NaN or infinite."""
+    loss = (logs or {}).get("loss")
+    return loss is None or math.isfinite(float(loss))

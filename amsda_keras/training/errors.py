@@ -7,7 +7,6 @@ import sys
 from amsda_keras.encoders import EncoderUnavailableError
 
 
-
 class TrainingDivergedError(RuntimeError):
     """The training loss became NaN or infinite; the message says where and what was kept."""
 
