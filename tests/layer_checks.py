@@ -100,6 +100,14 @@ def _assert_close(actual, expected, atol=1e-5):
     )
 
 
+def padded_tokens(rng, batch, length, dim):
+    """Random float32 tokens `[batch, length, dim]` and a bool mask in which the first
+    sample's last two tokens are padding."""
+    mask = np.ones((batch, length), bool)
+    mask[0, -2:] = False
+    return rng.normal(size=(batch, length, dim)).astype("float32"), mask
+
+
 def padding_variants(tokens, mask, extra=3, fill=100.0):
     """The batch `tokens` [B, T, D] with its padded tokens set to `fill`, and with `extra`
     padded tokens of `fill` appended; each with its mask. A layer that respects `mask` gives

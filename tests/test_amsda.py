@@ -4,7 +4,7 @@ import pytest
 
 from amsda_keras.layers.fusion_weights import FusionWeights
 from amsda_keras.models.amsda import build_amsda
-from tests.layer_checks import padding_variants
+from tests.layer_checks import padded_tokens, padding_variants
 
 TINY = dict(image_projection_dim=16, num_heads=2, key_dim=4, text_hidden_dims=(8,),
             image_hidden_dims=(16, 8), fusion_hidden_dims=(8,))
@@ -12,10 +12,9 @@ TINY = dict(image_projection_dim=16, num_heads=2, key_dim=4, text_hidden_dims=(8
 
 def _inputs(batch=4, text_length=6, seed=0):
     rng = np.random.default_rng(seed)
-    mask = np.ones((batch, text_length), bool)
-    mask[0, -2:] = False
+    tokens, mask = padded_tokens(rng, batch, text_length, 12)
     return {
-        "text_tokens": rng.normal(size=(batch, text_length, 12)).astype("float32"),
+        "text_tokens": tokens,
         "text_mask": mask,
         "image_pooled": rng.normal(size=(batch, 10)).astype("float32"),
     }

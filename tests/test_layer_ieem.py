@@ -4,18 +4,15 @@ import pytest
 from keras import ops
 
 from amsda_keras.layers.ieem import IEEM
-from tests.layer_checks import padding_variants, run_layer_test
+from tests.layer_checks import padded_tokens, padding_variants, run_layer_test
 
 BATCH, LENGTH, HIDDEN = 2, 6, 16
 TINY = dict(num_layers=2, num_heads=2, intermediate_dim=8, dropout=0.1)
 
 
 def _inputs(seed=0):
-    rng = np.random.default_rng(seed)
-    padding_mask = np.ones((BATCH, LENGTH), dtype=bool)
-    padding_mask[0, -2:] = False
-    return {"inputs": rng.normal(size=(BATCH, LENGTH, HIDDEN)).astype("float32"),
-            "padding_mask": padding_mask}
+    tokens, padding_mask = padded_tokens(np.random.default_rng(seed), BATCH, LENGTH, HIDDEN)
+    return {"inputs": tokens, "padding_mask": padding_mask}
 
 
 def test_layer_basics(tmp_path):

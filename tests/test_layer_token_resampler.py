@@ -4,18 +4,15 @@ import pytest
 from keras import ops
 
 from amsda_keras.layers.token_resampler import TokenResampler
-from tests.layer_checks import padding_variants, run_layer_test
+from tests.layer_checks import padded_tokens, padding_variants, run_layer_test
 
 BATCH, LENGTH, HIDDEN, NUM_TOKENS = 2, 6, 16, 4
 TINY = dict(num_tokens=NUM_TOKENS, num_heads=2, key_dim=8, dropout=0.1)
 
 
 def _inputs(seed=0):
-    rng = np.random.default_rng(seed)
-    padding_mask = np.ones((BATCH, LENGTH), dtype=bool)
-    padding_mask[0, -2:] = False
-    return {"inputs": rng.normal(size=(BATCH, LENGTH, HIDDEN)).astype("float32"),
-            "padding_mask": padding_mask}
+    tokens, padding_mask = padded_tokens(np.random.default_rng(seed), BATCH, LENGTH, HIDDEN)
+    return {"inputs": tokens, "padding_mask": padding_mask}
 
 
 @pytest.mark.parametrize("with_mask", [True, False])

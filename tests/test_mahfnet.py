@@ -3,17 +3,16 @@ import numpy as np
 import pytest
 
 from amsda_keras.models.mahfnet import ABLATIONS, build_mahfnet
-from tests.layer_checks import padding_variants
+from tests.layer_checks import padded_tokens, padding_variants
 
 TINY = dict(hidden_dim=16, num_heads=2, key_dim=8, intermediate_dim=8, common_length=4)
 
 
 def _inputs(batch=2, text_length=6, image_length=5, seed=0):
     rng = np.random.default_rng(seed)
-    mask = np.ones((batch, text_length), bool)
-    mask[0, -2:] = False
+    tokens, mask = padded_tokens(rng, batch, text_length, 12)
     return {
-        "text_tokens": rng.normal(size=(batch, text_length, 12)).astype("float32"),
+        "text_tokens": tokens,
         "text_mask": mask,
         "image_tokens": rng.normal(size=(batch, image_length, 10)).astype("float32"),
     }
