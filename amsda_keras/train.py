@@ -7,15 +7,17 @@ Examples:
     python -m amsda_keras.train --model mahfnet --ablate hgfm,ieem   # Table 7's -(IEEM) row
     python -m amsda_keras.train --model amsda                       # fine-tunes the encoders
     python -m amsda_keras.train --config configs/amsda_mvsa_single_offline.yaml --freeze-encoders
+    python -m amsda_keras.train --resume runs/mahfnet-20261123-101500   # continue a killed run
     python -m amsda_keras.train --model baseline --data ../shared/datasets/mvsa_single/mvsa_single.jsonl \
         --text-encoder /path/to/minilm --image-encoder ../shared/presets/efficientnet_lite0_imagenet
 """
 
 import argparse
+from pathlib import Path
 
 from amsda_keras.cli import add_config_flags, comma_list, config_overrides
 from amsda_keras.models import MODEL_BUILDERS, MODEL_DEFAULTS
-from amsda_keras.training.config import parse_assignment, resolve_config
+from amsda_keras.training.config import ConfigError, parse_assignment, resolve_config
 from amsda_keras.training.errors import user_errors
 
 
@@ -38,6 +40,10 @@ def build_parser():
         "--seeds", type=lambda text: comma_list(text, item_type=int), metavar="N[,N]",
         help="Train once per seed (e.g. 1,2,3) into OUTPUT/seed-N and write the mean ± std of "
              "every metric to OUTPUT/summary.json and summary.md.")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="Continue a run that was stopped, from its last finished epoch, with the settings "
+             "in its config.yaml (no other settings may be given).")
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     return parser
 
@@ -50,12 +56,30 @@ def main(argv=None):
     with user_errors():
         overrides = config_overrides(args)
         overrides.update(parse_assignment(text) for text in args.set)
+        if args.resume:
+            config = _resumed_config(args, overrides)
+            train(config, progress=not args.no_progress, resume=True)
+            return
         config = resolve_config(args.config, overrides, model_builders=MODEL_BUILDERS,
                                 model_defaults=MODEL_DEFAULTS)
         if args.seeds:
             train_seeds(config, args.seeds, progress=not args.no_progress)
         else:
             train(config, progress=not args.no_progress)
+
+
+def _resumed_config(args, overrides):
+    extra = (["--config"] if args.config else []) + (["--seeds"] if args.seeds else []) + [
+        key for key, value in overrides.items() if value is not None]
+    if extra:
+        raise ConfigError("--resume continues a run with the settings in its config.yaml and "
+                          f"takes no other settings. Received: {', '.join(extra)}")
+    config_file = Path(args.resume) / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"--resume {args.resume}: no run folder there ({config_file} not found).")
+    config = resolve_config(config_file, model_builders=MODEL_BUILDERS)
+    config["output"] = args.resume
+    return config
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import pytest
 
 from amsda_keras.data.pipeline import (
     balanced_class_weights,
+    epoch_variable,
     feature_dataset,
     oversample,
     raw_dataset,
@@ -57,25 +58,43 @@ def test_feature_dataset_gathers_the_rows_of_a_subset(tmp_path):
     np.testing.assert_array_equal(weights, [2.0, 2.0])
 
 
-def test_shuffle_is_seeded_and_reshuffles_each_epoch(tmp_path):
+def test_shuffle_order_depends_on_seed_and_epoch_only(tmp_path):
     frame = with_rows(make_table_frame(tmp_path, num_rows=30, image_size=4))
     features = {"text_pooled": np.arange(30, dtype=np.float32)[:, None]}
 
-    def epoch_orders(seed):
+    def epoch_orders(seed, epochs):
+        epoch = epoch_variable()
         data = feature_dataset(frame, features, batch_size=30, shuffle=True, seed=seed,
-                               with_labels=False)
-        return [next(iter(data.as_numpy_iterator()))["text_pooled"][:, 0].tolist() for _ in range(2)]
+                               epoch=epoch, with_labels=False)
+        orders = {}
+        for number in epochs:
+            epoch.assign(number)
+            orders[number] = next(iter(data.as_numpy_iterator()))["text_pooled"][:, 0].tolist()
+        return orders
 
-    first, second = epoch_orders(3)
-    assert sorted(first) == list(range(30)) and first != second
-    assert epoch_orders(3) == [first, second]
+    orders = epoch_orders(3, [0, 1])
+    assert sorted(orders[0]) == list(range(30)) and orders[0] != orders[1]
+    # Known length, so Keras shows progress and needs no `steps_per_epoch`: 30 rows / 7 -> 5.
+    batches = feature_dataset(frame, features, batch_size=7, shuffle=True, epoch=epoch_variable())
+    assert int(batches.cardinality()) == 5
+    # A run resumed at epoch 1 sees epoch 1's order without replaying epoch 0.
+    assert epoch_orders(3, [1]) == {1: orders[1]}
+    assert epoch_orders(4, [0])[0] != orders[0]
+
+
+def test_shuffling_without_an_epoch_variable_fails(tmp_path):
+    frame = with_rows(make_table_frame(tmp_path, num_rows=4, image_size=4))
+    with pytest.raises(ValueError, match="epoch"):
+        feature_dataset(frame, {"text_pooled": np.zeros((4, 1), np.float32)}, batch_size=2,
+                        shuffle=True)
 
 
 def test_oversampled_training_stream_is_balanced(tmp_path):
     frame = with_rows(make_table_frame(tmp_path, num_rows=8, num_classes=3, image_size=4))
     frame.loc[frame.index[:5], "label"] = 0
     features = {"text_pooled": np.zeros((8, 1), np.float32)}
-    data = feature_dataset(frame, features, batch_size=100, shuffle=True, oversample_classes=True)
+    data = feature_dataset(frame, features, batch_size=100, shuffle=True, epoch=epoch_variable(),
+                           oversample_classes=True)
     _, labels = next(iter(data.as_numpy_iterator()))
     assert np.bincount(frame["label"]).tolist() == [6, 1, 1]
     assert np.bincount(labels).tolist() == [6, 6, 6]

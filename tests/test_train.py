@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ from PIL import Image
 
 from amsda_keras import evaluate, train
 from amsda_keras.models.baseline import build_baseline
+from amsda_keras.training.checkpoints import CHECKPOINT_DIR, latest_checkpoint
 
 RUN_FILES = [
     "config.yaml", "splits.csv", "skipped_samples.csv", "history.csv", "training_curves.png",
@@ -230,7 +233,7 @@ def test_seeds_write_a_summary_and_step_lr_decays(tmp_path, capsys):
     capsys.readouterr()
     train.main(args)  # Finished seeds are reused, not retrained.
     assert capsys.readouterr().out.count("reusing the finished run") == 2
-    with pytest.raises(SystemExit, match="finished run with other settings"):
+    with pytest.raises(SystemExit, match="holds a run with other settings"):
         train.main([*args, "--learning-rate", "0.01"])
 
 
@@ -273,3 +276,39 @@ def test_amsda_fine_tunes_with_its_recipe_logs_fusion_weights_and_evaluates(tmp_
     evaluate.main(["--run", str(run_dir), "--data", config["data"]["path"], "--output", str(out),
                    "--no-progress"])
     assert json.loads((out / "metrics.json").read_text())["all"]["accuracy"] > 0.6
+
+
+def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
+    """A-MSDA's demo carries every kind of state: dropout seeds, Adam, ReduceLROnPlateau,
+    early stopping and the best-model checkpoint."""
+    args = ["--model", "amsda", "--epochs", "5", "--no-progress",
+            "--set", "encoders.sequence_length=16", "--set", "training.reduce_lr_patience=1"]
+    uninterrupted = tmp_path / "uninterrupted"
+    train.main([*args, "--output", str(uninterrupted)])
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "amsda_keras.train", *args, "--output", str(killed)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while latest_checkpoint(killed) is None and process.poll() is None:
+        assert time.monotonic() < deadline, "no epoch was checkpointed in 10 minutes"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read()[-3000:]
+    assert not (killed / "metrics.json").exists()
+    assert latest_checkpoint(killed)["epochs_done"] < 5
+
+    with pytest.raises(SystemExit, match="unfinished run: continue it with `--resume"):
+        train.main([*args, "--output", str(killed)])
+    with pytest.raises(SystemExit, match="takes no other settings. Received: training.epochs"):
+        train.main(["--resume", str(killed), "--epochs", "9"])
+    train.main(["--resume", str(killed), "--no-progress"])
+    resumed, expected = (json.loads((run / "metrics.json").read_text())
+                         for run in (killed, uninterrupted))
+    for split in expected:
+        assert abs(resumed[split]["accuracy"] - expected[split]["accuracy"]) <= 0.005
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "history.csv"),
+                                  pd.read_csv(uninterrupted / "history.csv"), rtol=1e-4)
+    assert not (killed / CHECKPOINT_DIR).exists()

@@ -1,7 +1,7 @@
 """The one tf.data input pipeline every model trains, evaluates and extracts features from.
 
-Two sources share the same example stream (row indices, labels, sample weights, seeded shuffle,
-optional random oversampling, batching, prefetch):
+Two sources share the same example stream (row indices, labels, sample weights, seeded shuffle
+that depends on the epoch only, optional random oversampling, batching, prefetch):
 - `raw_dataset`: decodes and converts images and tokenizes text inside tf.data, for models that
   run their encoders (fine-tuning, feature extraction, deployment);
 - `feature_dataset`: gathers cached encoder features from memory-mapped files, for models that
@@ -40,6 +40,11 @@ def oversample(rows, labels, seed):
     return np.concatenate([rows, *extra]) if extra else rows
 
 
+def epoch_variable():
+    """A variable for the `epoch` argument of a shuffled dataset, starting at 0."""
+    return tf.Variable(0, dtype=tf.int64, trainable=False, name="shuffle_epoch")
+
+
 def raw_dataset(
     frame,
     *,
@@ -49,6 +54,7 @@ def raw_dataset(
     with_labels=True,
     shuffle=False,
     seed=0,
+    epoch=None,
     oversample_classes=False,
     class_weights=None,
     cache=False,
@@ -62,7 +68,8 @@ def raw_dataset(
             leave text out.
         image_preprocessor: an image converter (uint8 image to model input), or None to leave
             images out.
-        with_labels, shuffle, seed, oversample_classes, class_weights: see `feature_dataset`.
+        with_labels, shuffle, seed, epoch, oversample_classes, class_weights: see
+            `feature_dataset`.
         cache: bool. Keep decoded images in memory after the first epoch.
     """
     if text_preprocessor is None and image_preprocessor is None:
@@ -84,7 +91,8 @@ def raw_dataset(
         inputs = dict(inputs)
         return {**text_preprocessor(inputs.pop("text")), **inputs}
 
-    examples = _examples(frame, with_labels, shuffle, seed, oversample_classes, class_weights)
+    examples = _examples(frame, with_labels, shuffle, seed, epoch, oversample_classes,
+                         class_weights)
     examples = examples.map(_on_inputs(load_row), num_parallel_calls=AUTOTUNE)
     if cache:
         examples = examples.cache()
@@ -100,6 +108,7 @@ def feature_dataset(
     with_labels=True,
     shuffle=False,
     seed=0,
+    epoch=None,
     oversample_classes=False,
     class_weights=None,
 ):
@@ -112,8 +121,11 @@ def feature_dataset(
             cached row (a read-only memory map). Only the names given are read.
         batch_size: int.
         with_labels: bool. Yield `(inputs, labels[, weights])` rather than `inputs` alone.
-        shuffle: bool. Reshuffle every epoch with `seed`.
+        shuffle: bool. Shuffle the rows on every pass over the dataset.
         seed: int.
+        epoch: a `tf.Variable` (int64) holding the current epoch, needed when shuffling. Each
+            pass reads it, so an epoch's order depends on `(seed, epoch)` alone and a resumed
+            run sees the batches an uninterrupted one would (`callbacks.ShuffleEpoch` sets it).
         oversample_classes: bool. Randomly oversample minority classes (training only).
         class_weights: array of per-class weights, yielded as sample weights; or None.
     """
@@ -129,8 +141,8 @@ def feature_dataset(
             value.set_shape((None,) + array.shape[1:])
         return dict(zip(names, values))
 
-    examples = _examples(frame, with_labels, shuffle, seed, oversample_classes, class_weights,
-                         rows=frame["row"].to_numpy())
+    examples = _examples(frame, with_labels, shuffle, seed, epoch, oversample_classes,
+                         class_weights, rows=frame["row"].to_numpy())
     batches = examples.batch(batch_size).map(_on_inputs(load_batch), num_parallel_calls=AUTOTUNE)
     return batches.prefetch(AUTOTUNE)
 
@@ -139,7 +151,8 @@ def _float_or_bool(array):
     return np.bool_ if array.dtype == np.bool_ else np.float32
 
 
-def _examples(frame, with_labels, shuffle, seed, oversample_classes, class_weights, rows=None):
+def _examples(frame, with_labels, shuffle, seed, epoch, oversample_classes, class_weights,
+              rows=None):
     """The shared example stream: `(row, label, weight)` tuples before any loading."""
     positions = np.arange(len(frame))
     rows = positions if rows is None else np.asarray(rows)
@@ -153,10 +166,20 @@ def _examples(frame, with_labels, shuffle, seed, oversample_classes, class_weigh
         parts.append(labels[positions])
         if class_weights is not None:
             parts.append(np.asarray(class_weights, dtype=np.float32)[labels[positions]])
-    dataset = tf.data.Dataset.from_tensor_slices(tuple(parts))
-    if shuffle:
-        dataset = dataset.shuffle(len(positions), seed=seed, reshuffle_each_iteration=True)
-    return dataset
+    if not shuffle:
+        return tf.data.Dataset.from_tensor_slices(tuple(parts))
+    if epoch is None:
+        raise ValueError("A shuffled dataset needs `epoch` (see `epoch_variable`).")
+    parts = tuple(tf.constant(part) for part in parts)
+    count = len(positions)
+
+    def shuffled(_):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([tf.constant(seed, tf.int64), epoch.read_value()]))
+        return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(part, order) for part in parts))
+
+    dataset = tf.data.Dataset.range(1).flat_map(shuffled)
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
 
 def _on_inputs(fn):

@@ -39,6 +39,18 @@ class FusionWeightsLogger(keras.callbacks.Callback):
             logs.update(fusion_weights(self.model))
 
 
+class ShuffleEpoch(keras.callbacks.Callback):
+    """Sets the `epoch` variable a shuffled training dataset reads its order from
+    (`pipeline.epoch_variable`), before Keras starts iterating the epoch."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops training at the first batch whose loss is NaN or infinite.
 
@@ -55,7 +67,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if not _loss_is_finite(logs):
+        if not loss_is_finite(logs):
             self.stopped_at = (self._epoch + 1, batch + 1, float(logs["loss"]))
             self.model.stop_training = True
 
@@ -65,11 +77,11 @@ class FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
     (its weights are broken even if the dev metric, e.g. argmax of NaN logits, looks fine)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        if _loss_is_finite(logs):
+        if loss_is_finite(logs):
             super().on_epoch_end(epoch, logs)
 
 
-def _loss_is_finite(logs):
+def loss_is_finite(logs):
     """False only when the logs hold a `loss` that is NaN or infinite."""
     loss = (logs or {}).get("loss")
     return loss is None or math.isfinite(float(loss))

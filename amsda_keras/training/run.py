@@ -4,11 +4,13 @@ The run folder holds: `config.yaml` (resolved), `splits.csv`, `skipped_samples.c
 `history.csv`, `training_curves.png`, `model.keras` (the best dev epoch), `metrics.json`,
 `classification_report.txt`, `confusion_matrix.png` (dev) and `confusion_matrix_<split>.png`,
 `run.json` (wall time, parameters, versions, and the best model's fusion weights), for A-MSDA
-`fusion_weights.png`, and, for `tiny` encoders, `encoders/`.
+`fusion_weights.png`, and, for `tiny` encoders, `encoders/`. While training it also holds
+`checkpoint/` (the last epoch's full state, see `checkpoints`), removed once the run is done.
 """
 
 import json
 import platform
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from amsda_keras.data.pipeline import balanced_class_weights
+from amsda_keras.data.pipeline import balanced_class_weights, epoch_variable
 from amsda_keras.data.splits import apply_splits_file, ensure_splits, write_splits
 from amsda_keras.models import MODEL_BUILDERS
 from amsda_keras.models.compose import attach_encoders
@@ -27,8 +29,11 @@ from amsda_keras.training import inputs, reporting
 from amsda_keras.training.config import save_config
 from amsda_keras.training.evaluation import score
 from amsda_keras.training.callbacks import (FiniteModelCheckpoint, FusionWeightsLogger,
-                                            StopOnNonFiniteLoss, fusion_weights,
+                                            ShuffleEpoch, StopOnNonFiniteLoss, fusion_weights,
                                             fusion_weights_layer)
+from amsda_keras.training.checkpoints import (CHECKPOINT_DIR, EpochCheckpoint,
+                                              latest_checkpoint, restore_training_state,
+                                              trim_history)
 from amsda_keras.training.errors import TrainingDivergedError
 from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
 
@@ -37,11 +42,16 @@ from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
 LOGITS = "logits"
 
 
-def train(config, progress=True):
-    """Trains the configured model and writes its run folder. Returns the folder's path."""
+def train(config, progress=True, resume=False):
+    """Trains the configured model and writes its run folder. Returns the folder's path.
+
+    With `resume`, `config` is the `config.yaml` of an unfinished run in `config["output"]`,
+    which continues from its last checkpointed epoch.
+    """
     started = time.perf_counter()
     settings = config["training"]
-    run_dir = _make_run_dir(config)
+    run_dir = _make_run_dir(config, resume)
+    checkpoint = _checkpoint_to_resume(run_dir, settings) if resume else None
     keras.utils.set_random_seed(settings["seed"])
 
     inputs.resolve_data_path(config["data"])
@@ -71,22 +81,34 @@ def train(config, progress=True):
     )
     monitor = _compile(model, settings, class_weights)
     batch = settings["batch_size"]
+    epoch = epoch_variable()
     train_data = _with_targets(model, batches(
-        train_frame, batch_size=batch, shuffle=True, seed=settings["seed"],
+        train_frame, batch_size=batch, shuffle=True, seed=settings["seed"], epoch=epoch,
         oversample_classes=settings["oversample"],
         # The focal loss weighs classes itself; cross-entropy gets them as sample weights.
         class_weights=class_weights if settings["loss"] == "cross_entropy" else None,
     ))
     dev_data = _with_targets(model, batches(frame[frame["split"] == "dev"], batch_size=batch))
     divergence = StopOnNonFiniteLoss()
-    model.fit(
-        train_data,
-        validation_data=dev_data,
-        epochs=settings["epochs"],
-        shuffle=False,  # train_data reshuffles itself each epoch, seeded.
-        callbacks=[divergence, *_callbacks(run_dir, settings, monitor, model)],
-        verbose=1 if sys.stdout.isatty() and progress else 2,
-    )
+    callbacks = _callbacks(run_dir, settings, monitor, model, append_history=resume)
+    if checkpoint is not None:
+        restore_training_state(model, checkpoint)
+        trim_history(run_dir / "history.csv", checkpoint["epochs_done"])
+        print(f"Resuming {run_dir} after epoch {checkpoint['epochs_done']}")
+    if checkpoint is None or not checkpoint["training_stopped"]:
+        model.fit(
+            train_data,
+            validation_data=dev_data,
+            epochs=settings["epochs"],
+            initial_epoch=0 if checkpoint is None else checkpoint["epochs_done"],
+            shuffle=False,  # train_data shuffles itself each epoch, from (seed, epoch).
+            callbacks=[
+                ShuffleEpoch(epoch), divergence, *callbacks,
+                # Last: it restores the others' counters after they reset them.
+                EpochCheckpoint(run_dir, callbacks, settings["seed"], restored=checkpoint),
+            ],
+            verbose=1 if sys.stdout.isatty() and progress else 2,
+        )
     if divergence.stopped_at is not None:
         raise TrainingDivergedError(_divergence_message(run_dir, *divergence.stopped_at))
 
@@ -98,7 +120,9 @@ def train(config, progress=True):
         reporting.plot_fusion_weights(run_dir / "fusion_weights.png", history)
     score(model, frame, batches, table.class_names, run_dir, batch)
     wall_time = time.perf_counter() - started
-    info = _write_run_info(run_dir, model, history, wall_time, monitor)
+    info = _write_run_info(run_dir, model, history, wall_time, monitor,
+                           resumed_after=checkpoint and checkpoint["epochs_done"])
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     print(f"Best dev epoch: {info['best_epoch']} of {info['epochs_run']} (model.keras)")
     print(f"Run folder: {run_dir}  (wall time {wall_time:.1f} s)")
     return run_dir
@@ -109,13 +133,26 @@ def default_run_dir(config):
     return Path(config["output"] or f"runs/{config['model']}-{datetime.now():%Y%m%d-%H%M%S}")
 
 
-def _make_run_dir(config):
+def _make_run_dir(config, resume):
     run_dir = default_run_dir(config)
     if (run_dir / "metrics.json").exists():
         raise FileExistsError(f"{run_dir} already holds a finished run; pass another --output.")
+    if not resume and (run_dir / CHECKPOINT_DIR).exists():
+        raise FileExistsError(f"{run_dir} holds an unfinished run: continue it with "
+                              f"`--resume {run_dir}`, or pass another --output.")
     run_dir.mkdir(parents=True, exist_ok=True)
     config["output"] = str(run_dir)
     return run_dir
+
+
+def _checkpoint_to_resume(run_dir, settings):
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        print(f"Note: {run_dir} has no finished epoch to resume from; training from epoch 1.")
+    elif checkpoint["seed"] != settings["seed"]:
+        raise ValueError(f"The checkpoint in {run_dir} was trained with seed "
+                         f"{checkpoint['seed']}, but its config.yaml says {settings['seed']}.")
+    return checkpoint
 
 
 def _split(frame, data_config, seed, run_dir):
@@ -172,7 +209,7 @@ def _with_targets(model, dataset):
     return dataset.map(targets)
 
 
-def _callbacks(run_dir, settings, monitor, model):
+def _callbacks(run_dir, settings, monitor, model, append_history):
     callbacks = []
     if settings["lr_step_epochs"] is not None:
         callbacks.append(keras.callbacks.LearningRateScheduler(_step_lr(settings)))
@@ -187,7 +224,7 @@ def _callbacks(run_dir, settings, monitor, model):
             run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True
         ),
         # Last of those that write to the logs, so history.csv has what they add.
-        keras.callbacks.CSVLogger(run_dir / "history.csv"),
+        keras.callbacks.CSVLogger(run_dir / "history.csv", append=append_history),
     ]
     if settings["early_stopping_patience"] is not None:
         callbacks.append(
@@ -214,9 +251,11 @@ def _step_lr(settings):
     return lambda epoch, _: initial * gamma ** (epoch // step)
 
 
-def _write_run_info(run_dir, model, history, wall_time, monitor):
+def _write_run_info(run_dir, model, history, wall_time, monitor, resumed_after):
     info = {
+        # For a resumed run, the time since it was resumed.
         "wall_time_seconds": round(wall_time, 2),
+        "resumed_after_epoch": resumed_after,
         "best_epoch": int(history["epoch"][history[monitor].idxmax()]) + 1,
         "epochs_run": len(history),
         "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),

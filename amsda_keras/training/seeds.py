@@ -2,7 +2,8 @@
 
 `train_seeds` writes `<output>/seed-<n>/` (complete run folders), then `summary.json` and
 `summary.md` in `<output>`. Seed folders that already hold a finished run with the same
-settings are reused, so a multi-seed job that was cut off continues where it stopped.
+settings are reused and an unfinished one is resumed from its last epoch, so a multi-seed job
+that was cut off continues where it stopped.
 """
 
 import copy
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from amsda_keras.training import inputs
+from amsda_keras.training.checkpoints import CHECKPOINT_DIR
 from amsda_keras.training.config import load_config_file
 from amsda_keras.training.reporting import HEADLINE_METRICS, markdown_table
 from amsda_keras.training.run import default_run_dir, train
@@ -34,12 +36,15 @@ def train_seeds(config, seeds, progress=True):
         run_config["training"]["seed"] = seed
         run_config["output"] = str(base / f"seed-{seed}")
         run_dir = Path(run_config["output"])
-        if (run_dir / "metrics.json").exists():
+        finished = (run_dir / "metrics.json").exists()
+        unfinished = (run_dir / CHECKPOINT_DIR).is_dir()
+        if finished or unfinished:
             _check_reusable(run_dir, run_config)
+        if finished:
             print(f"Seed {seed}: reusing the finished run in {run_dir}")
         else:
             print(f"=== Seed {seed} ({len(run_dirs) + 1} of {len(seeds)}) ===")
-            train(run_config, progress=progress)
+            train(run_config, progress=progress, resume=unfinished)
         run_dirs.append(run_dir)
     summary = summarize_runs(run_dirs)
     (base / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -101,5 +106,5 @@ def _check_reusable(run_dir, config):
     changed = [key for key in COMPARED_SECTIONS if saved.get(key) != config[key]]
     if changed or saved["data"]["path"] != config["data"]["path"]:
         raise FileExistsError(
-            f"{run_dir} holds a finished run with other settings ({', '.join(changed) or 'data'}); "
+            f"{run_dir} holds a run with other settings ({', '.join(changed) or 'data'}); "
             "pass another --output.")

@@ -1,0 +1,130 @@
+"""Each epoch's training state in the run folder, so that `train --resume` continues a killed run.
+
+`<run>/checkpoint/epoch-<n>/` holds, after epoch n:
+- `state.weights.h5`: the model's weights and the optimizer's variables (Adam's moments, its
+  iteration count and the learning rate, so a ReduceLROnPlateau cut survives);
+- `seed_states.npz`: the dropout layers' random seed states, which `save_weights` leaves out;
+- `state.json`: the epoch, the seed, and the counters of the callbacks that carry state
+  (early stopping, the best-model checkpoint, ReduceLROnPlateau). Written last: a folder
+  without it was cut off mid-write and is ignored.
+The shuffled order of an epoch depends on `(seed, epoch)` only (`pipeline.epoch_variable`), and
+`history.csv` is trimmed to the checkpoint's epochs, so a resumed run repeats exactly what the
+killed one would have done. Only the newest complete checkpoint is kept.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from amsda_keras.training.callbacks import loss_is_finite
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "state.weights.h5"
+SEED_STATES_FILE = "seed_states.npz"
+# Callback attributes that carry training state from one epoch to the next.
+CALLBACK_STATE = ("wait", "best", "cooldown_counter", "stopped_epoch")
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Writes the training state after every epoch whose loss is finite.
+
+    Args:
+        run_dir: the run folder.
+        stateful_callbacks: the run's other callbacks whose counters are saved and restored.
+        seed: int, the run's seed, stored to check a resume against.
+        restored: the dict `latest_checkpoint` returned when resuming, or None. Its callback
+            counters are put back in `on_train_begin`, after Keras callbacks reset their own,
+            so this callback must come after them in the list.
+    """
+
+    def __init__(self, run_dir, stateful_callbacks, seed, restored=None):
+        super().__init__()
+        self.directory = Path(run_dir) / CHECKPOINT_DIR
+        self.stateful_callbacks = {type(cb).__name__: cb for cb in stateful_callbacks}
+        self.seed = seed
+        self.restored = restored
+
+    def on_train_begin(self, logs=None):
+        if self.restored is None:
+            return
+        for name, state in self.restored["callbacks"].items():
+            for attribute, value in state.items():
+                setattr(self.stateful_callbacks[name], attribute, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not loss_is_finite(logs):
+            return  # Keep the last good state.
+        folder = self.directory / f"epoch-{epoch + 1:04d}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        self.model.save_weights(folder / WEIGHTS_FILE)
+        np.savez(folder / SEED_STATES_FILE,
+                 *[keras.ops.convert_to_numpy(v) for v in _seed_states(self.model)])
+        state = {
+            "epochs_done": epoch + 1,
+            "seed": self.seed,
+            # Early stopping ended the run here: a resumed run only has to score it.
+            "training_stopped": bool(self.model.stop_training),
+            "callbacks": {
+                name: {attr: _plain(getattr(cb, attr))
+                       for attr in CALLBACK_STATE if hasattr(cb, attr)}
+                for name, cb in self.stateful_callbacks.items()
+            },
+        }
+        (folder / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        for older in self.directory.glob("epoch-*"):
+            if older != folder:
+                shutil.rmtree(older)
+
+
+def latest_checkpoint(run_dir):
+    """The newest complete checkpoint of a run: its `state.json` as a dict plus `folder`, or None."""
+    complete = sorted((Path(run_dir) / CHECKPOINT_DIR).glob(f"epoch-*/{STATE_FILE}"))
+    if not complete:
+        return None
+    state = json.loads(complete[-1].read_text())
+    state["folder"] = str(complete[-1].parent)
+    return state
+
+
+def restore_training_state(model, checkpoint):
+    """Loads a checkpoint's weights, optimizer variables and seed states into a compiled model."""
+    folder = Path(checkpoint["folder"])
+    # The optimizer's variables must exist before they can be loaded.
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(folder / WEIGHTS_FILE)
+    with np.load(folder / SEED_STATES_FILE) as saved:
+        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    states = _seed_states(model)
+    if len(values) != len(states):
+        raise ValueError(f"{folder} holds {len(values)} random seed states; the model has "
+                         f"{len(states)}. Was the run's config changed?")
+    for variable, value in zip(states, values):
+        variable.assign(value)
+
+
+def trim_history(path, epochs_done):
+    """Drops the rows of `history.csv` after `epochs_done` (written before a kill cut the epoch's
+    checkpoint short)."""
+    path = Path(path)
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[: epochs_done + 1]))
+
+
+def _seed_states(model):
+    """The model's variables that are neither weights nor optimizer state: its seed states."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _plain(value):
+    """A JSON-ready copy of a callback counter (NumPy and Keras scalars become floats)."""
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    return float(keras.ops.convert_to_numpy(value))
