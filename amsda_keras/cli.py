@@ -46,6 +46,9 @@ FLAGS = {
     "--loss": ("training.loss", {
         "choices": CHOICES["training.loss"],
         "help": "Classification loss (amsda defaults to focal, the others to cross_entropy)."}),
+    "--precision": ("training.precision", {
+        "choices": CHOICES["training.precision"],
+        "help": "mixed_float16 on a T4, mixed_bfloat16 on newer GPUs and TPUs."}),
     "--cache-dir": ("features.cache_dir", {"help": "Feature cache folder."}),
     "--epochs": ("training.epochs", {"type": int}),
     "--batch-size": ("training.batch_size", {"type": int}),

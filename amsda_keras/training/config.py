@@ -58,6 +58,9 @@ DEFAULTS = {
         "focal_alpha": 0.27,
         "focal_gamma": 1.9,
         "contrastive_weight": 0.1,  # lambda of MAHFNet's contrastive loss (eq. 25).
+        # Keras dtype policy: mixed_float16 on a T4 (Keras scales the loss), mixed_bfloat16 on
+        # GPUs and TPUs that have bfloat16.
+        "precision": "float32",
     },
     "output": None,  # None: runs/<model>-<time>.
 }
@@ -66,6 +69,7 @@ CHOICES = {
     "data.label_rule": ("standard", "amsda"),
     "training.class_weight": ("none", "balanced"),
     "training.loss": ("cross_entropy", "focal"),
+    "training.precision": ("float32", "mixed_float16", "mixed_bfloat16"),
 }
 # Settings whose default is None but that take a positive int when set.
 OPTIONAL_POSITIVE_INTS = ("encoders.image_size", "training.early_stopping_patience",
