@@ -5,6 +5,10 @@ from PIL import Image
 
 from amsda_keras.data.table import make_frame
 
+# `train` flags for a MAHFNet small enough to train on the demo data in seconds.
+SMALL_MAHFNET = ["--model", "mahfnet", "--set", "model_args.hidden_dim=32",
+                 "--set", "model_args.num_heads=2", "--set", "model_args.key_dim=16",
+                 "--set", "model_args.intermediate_dim=32", "--set", "model_args.common_length=4"]
 WORDS = [["happy", "sunny", "love"], ["table", "street", "paper"], ["sad", "awful", "rain"]]
 
 

@@ -16,11 +16,7 @@ DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP")
 
 
 def load_image(path):
-    """Reads and decodes one image file to RGB.
-
-    A TensorFlow graph function, so it can be mapped over a `tf.data.Dataset`. Alpha is
-    dropped (not composited), as Pillow's `convert("RGB")` does; grayscale is repeated into
-    three channels.
+    """Reads and decodes one image file to RGB (see `decode_image`).
 
     Args:
         path: string scalar tensor (or `str`), the image file.
@@ -28,9 +24,25 @@ def load_image(path):
     Returns:
         `uint8` tensor of shape `[height, width, 3]`.
     """
+    return decode_image(tf.io.read_file(path))
+
+
+def decode_image(contents):
+    """Decodes one encoded image (the bytes of a file) to RGB.
+
+    A TensorFlow graph function, so it can be mapped over a `tf.data.Dataset` or run inside an
+    exported model. Alpha is dropped (not composited), as Pillow's `convert("RGB")` does;
+    grayscale is repeated into three channels.
+
+    Args:
+        contents: string scalar tensor, the encoded image.
+
+    Returns:
+        `uint8` tensor of shape `[height, width, 3]`.
+    """
     # `channels=0` because TensorFlow's WebP decoder refuses any channel count but the
     # file's own (3 or 4); the channels are fixed below instead.
-    image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    image = tf.io.decode_image(contents, channels=0, expand_animations=False)
     image = tf.cond(
         tf.shape(image)[-1] < 3,
         lambda: tf.tile(image[..., :1], [1, 1, 3]),

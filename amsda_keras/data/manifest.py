@@ -1,9 +1,9 @@
 """Reader for our own manifest: a JSON Lines or CSV file with one post a line.
 
 Fields: `text`, `image` (relative to the manifest's folder, or absolute) and `label`
-(an int index or a class name) are required; `id` (defaults to the line number),
-`split` (train/dev/test, `valid` -> `dev`) and `label_name` (the name of an int label)
-are optional. `../shared/datasets/mvsa_single/mvsa_single.jsonl` and the MGNNS
+(an int index or a class name) are required (`label` not when reading posts to predict);
+`id` (defaults to the line number), `split` (train/dev/test, `valid` -> `dev`) and
+`label_name` (the name of an int label) are optional. `../shared/datasets/mvsa_single/mvsa_single.jsonl` and the MGNNS
 distribution of TumEmo are read through it.
 """
 
@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from amsda_keras.data.table import SPLIT_NAMES
+from amsda_keras.data.table import UNLABELED
 from amsda_keras.data.table import BadSample
 from amsda_keras.data.table import DatasetTable
 from amsda_keras.data.table import as_integer
@@ -23,9 +24,10 @@ from amsda_keras.data.table import normalise_split
 from amsda_keras.data.source_files import iter_lines
 
 REQUIRED_FIELDS = ("text", "image", "label")
+PREDICTION_FIELDS = ("text", "image")
 
 
-def read_manifest(path, class_names=None):
+def read_manifest(path, class_names=None, labels_required=True):
     """Reads a `.jsonl` or `.csv` manifest into a `DatasetTable`.
 
     Args:
@@ -36,6 +38,8 @@ def read_manifest(path, class_names=None):
             labels give the names `0..max`, taken from `label_name` where the manifest
             has it and `str(int)` otherwise (a named label among int labels must then
             be one of those names). Defaults to `None`.
+        labels_required: bool. False reads posts to predict: a row without `label` gets
+            `UNLABELED` (-1); `class_names` must then be given. Defaults to `True`.
 
     Returns:
         A `DatasetTable`. Malformed lines, missing fields, unknown labels and unknown
@@ -44,10 +48,13 @@ def read_manifest(path, class_names=None):
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Manifest file not found: {path}")
-    records, rejected = _read_records(path)
+    if not labels_required and class_names is None:
+        raise ValueError("Reading a manifest without labels needs `class_names`.")
+    required = REQUIRED_FIELDS if labels_required else PREDICTION_FIELDS
+    records, rejected = _read_records(path, required)
     complete = []
     for number, record in records:
-        missing = [field for field in REQUIRED_FIELDS if _is_missing(record, field)]
+        missing = [field for field in required if _is_missing(record, field)]
         if missing:
             reason = f"missing field(s) {', '.join(missing)}"
             rejected.append(BadSample(_sample_id(record, number), f"{path}:{number}", reason))
@@ -58,7 +65,8 @@ def read_manifest(path, class_names=None):
     folder = os.path.abspath(path.parent)
     rows = []
     for number, record in complete:
-        label = label_index(record["label"], class_names)
+        label = (UNLABELED if _is_missing(record, "label")
+                 else label_index(record["label"], class_names))
         split = normalise_split(record.get("split") or None)
         if label is None:
             reason = f"unknown label {record['label']!r} (classes: {list(class_names)})"
@@ -78,13 +86,13 @@ def read_manifest(path, class_names=None):
     return DatasetTable(make_frame(rows), list(class_names), rejected)
 
 
-def _read_records(path):
+def _read_records(path, required):
     """Returns `([(line_number, record dict)], rejected)` for a `.jsonl` or `.csv` file."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return _read_jsonl(path)
     if suffix == ".csv":
-        return _read_csv(path)
+        return _read_csv(path, required)
     raise ValueError(f"A manifest must be a .jsonl or .csv file. Received: {path}")
 
 
@@ -109,13 +117,13 @@ def _read_jsonl(path):
     return records, rejected
 
 
-def _read_csv(path):
+def _read_csv(path, required):
     try:
         content = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8: {error}") from error
     reader = csv.DictReader(io.StringIO(content, newline=""))
-    missing = [field for field in REQUIRED_FIELDS if field not in (reader.fieldnames or ())]
+    missing = [field for field in required if field not in (reader.fieldnames or ())]
     if missing:
         raise ValueError(f"{path} has no column(s) {', '.join(missing)} in its header.")
     # `line_num` is the line where the record ends (texts may span lines).

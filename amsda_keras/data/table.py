@@ -17,6 +17,8 @@ import pandas as pd
 
 COLUMNS = ("id", "text", "image", "label", "split", "source")
 SPLIT_NAMES = ("train", "dev", "test")
+# The label of a row read for prediction without one.
+UNLABELED = -1
 SPLIT_ALIASES = {"valid": "dev", "val": "dev", "validation": "dev", "eval": "dev"}
 
 

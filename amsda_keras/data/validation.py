@@ -22,6 +22,7 @@ from amsda_keras.data.images import load_image
 from amsda_keras.data.images import unsupported_reason
 from amsda_keras.data.table import BadSample
 from amsda_keras.data.table import DatasetTable
+from amsda_keras.data.table import UNLABELED
 
 POLICIES = ("skip", "error")
 SKIPPED_FILE = "skipped_samples.csv"
@@ -53,7 +54,7 @@ def check_samples(table, num_workers=None, progress=True):
         list of `BadSample`, in row order; a row with several problems appears once per
         problem. Row numbers in reasons count the table's rows from 0.
     """
-    return [bad for _, bad in _find_problems(table, num_workers, progress)]
+    return [bad for _, bad in find_problems(table, num_workers, progress)]
 
 
 def apply_bad_sample_policy(table, policy, output_dir=None, num_workers=None, progress=True):
@@ -78,7 +79,7 @@ def apply_bad_sample_policy(table, policy, output_dir=None, num_workers=None, pr
         raise ValueError(f"Unknown bad-sample policy {policy!r}; choose one of {POLICIES}.")
     if policy == "skip" and output_dir is None:
         raise ValueError("The 'skip' bad-sample policy needs `output_dir` for its report.")
-    problems = _find_problems(table, num_workers, progress)
+    problems = find_problems(table, num_workers, progress)
     bad = list(table.rejected) + [sample for _, sample in problems]
     num_samples = len(table.frame) + len(table.rejected)
     if policy == "error":
@@ -101,8 +102,9 @@ def apply_bad_sample_policy(table, policy, output_dir=None, num_workers=None, pr
     )
 
 
-def _find_problems(table, num_workers, progress):
-    """(row, BadSample) pairs for every problem of every row, sorted by row."""
+def find_problems(table, num_workers=None, progress=True):
+    """`(row, BadSample)` pairs for every problem of every row of `table`, sorted by row (the
+    position in `table.frame`). `check_samples` without the positions."""
     frame = table.frame
     problems = []
     first_source = {}
@@ -115,7 +117,7 @@ def _find_problems(table, num_workers, progress):
             first_source[sample_id] = source or f"row {row}"
         if not isinstance(text, str) or not text.strip():
             problems.append((row, BadSample(sample_id, source, "empty text")))
-        if not 0 <= label < table.num_classes:
+        if label != UNLABELED and not 0 <= label < table.num_classes:
             reason = f"label out of range: {label} (expected 0 to {table.num_classes - 1})"
             problems.append((row, BadSample(sample_id, source, reason)))
 

@@ -3,11 +3,10 @@
 import copy
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from amsda_keras.inference import load_run, logits_of
 from amsda_keras.training import inputs, reporting
-from amsda_keras.training.config import load_config_file
 
 ALL_ROWS = "all"
 
@@ -18,7 +17,7 @@ def score(model, frame, batches, class_names, directory, batch_size):
     `batches` is the `make(part, **options)` function of `inputs.batches_for`.
     """
     predictions = {
-        split: (part["label"].to_numpy(), np.argmax(_logits(model.predict(
+        split: (part["label"].to_numpy(), np.argmax(logits_of(model.predict(
             batches(part, batch_size=batch_size, with_labels=False), verbose=0)), axis=-1))
         for split, part in frame.groupby("split", sort=False)
     }
@@ -43,15 +42,14 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
     Returns:
         The metrics dict, keyed by split.
     """
-    run_dir = Path(run_dir)
-    config = load_config_file(run_dir / "config.yaml")
-    class_names = config["data"]["class_names"]
+    run = load_run(run_dir)
+    config, class_names = run.config, run.class_names
     data_config = copy.deepcopy(config["data"])
     data_config.update(path=str(data), format=data_format, splits=None)
     if on_bad_sample:
         data_config["on_bad_sample"] = on_bad_sample
     name = Path(data).stem + (f"-{split}" if split else "")
-    directory = Path(output or run_dir / "evaluation" / name)
+    directory = Path(output or run.directory / "evaluation" / name)
     directory.mkdir(parents=True, exist_ok=True)
 
     table = inputs.load_table(data_config, directory, class_names=class_names, progress=progress)
@@ -63,16 +61,9 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
         frame = frame[frame["split"] == split]
     frame["row"] = np.arange(len(frame))
 
-    encoders = inputs.build_encoders(config["encoders"], run_dir, training_texts=None)
-    # Only for predictions: the training losses need not be importable.
-    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    batches = inputs.batches_for(model, encoders, frame, config["features"], progress=progress)
-    results = score(model, frame, batches, class_names, directory,
+    batches = inputs.batches_for(run.model, run.encoders, frame, config["features"],
+                                 progress=progress)
+    results = score(run.model, frame, batches, class_names, directory,
                     config["training"]["batch_size"])
     print(f"Reports written to {directory}")
     return results
-
-
-def _logits(outputs):
-    """The class scores of a model's predictions (dict-output models name them `logits`)."""
-    return outputs["logits"] if isinstance(outputs, dict) else outputs

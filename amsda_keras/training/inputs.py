@@ -76,6 +76,18 @@ def build_encoders(encoder_config, run_dir, training_texts):
     return built
 
 
+def preprocessors_for(model, encoders):
+    """`{"text_preprocessor": ..., "image_preprocessor": ...}` for a model on preprocessed
+    inputs, as `raw_dataset` takes them; None for a modality the model does not read."""
+    input_names = {tensor.name for tensor in model.inputs}
+    return {
+        "text_preprocessor": encoders["text"].preprocessor
+        if input_names & set(encoders["text"].input_names) else None,
+        "image_preprocessor": encoders["image"].preprocessor
+        if "images" in input_names else None,
+    }
+
+
 def batches_for(model, encoders, frame, feature_config, progress=True):
     """Returns `make(part, **options)`, which builds `model`'s batches for rows of `frame`.
 
@@ -86,13 +98,7 @@ def batches_for(model, encoders, frame, feature_config, progress=True):
     """
     names = feature_input_names(model)
     if names is None:
-        input_names = {tensor.name for tensor in model.inputs}
-        preprocessors = {
-            "text_preprocessor": encoders["text"].preprocessor
-            if input_names & set(encoders["text"].input_names) else None,
-            "image_preprocessor": encoders["image"].preprocessor
-            if "images" in input_names else None,
-        }
+        preprocessors = preprocessors_for(model, encoders)
         return lambda part, **options: raw_dataset(part, **preprocessors, **options)
 
     features = {}

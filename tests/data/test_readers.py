@@ -15,6 +15,7 @@ from amsda_keras.data import read_mmsd2
 from amsda_keras.data import read_mvsa
 from amsda_keras.data import read_tumemo
 from amsda_keras.data.source_files import decode_text
+from amsda_keras.data.table import UNLABELED
 
 LABEL_FILE_NAME = "all_data_id_and_label.txt"
 MVSA_NAMES = ["positive", "neutral", "negative"]
@@ -485,3 +486,19 @@ def test_every_row_knows_where_it_was_read(mvsa_single, clmlf_mvsa, hfm_root, mm
         options = {"image_dir": tmp_path} if path == tumemo_root else {}
         sources = read_dataset(path, **options).frame["source"]
         assert len(sources) > 0 and sources.str.fullmatch(pattern).all(), (path, list(sources))
+
+
+def test_manifest_read_for_prediction_needs_no_labels(tmp_path):
+    path = write(tmp_path / "posts.csv", "id,text,image\na,sunny day,a.jpg\nb,rain,b.jpg\n")
+    table = read_manifest(path, class_names=["positive", "negative"], labels_required=False)
+    assert rows(table) == [("a", "sunny day", UNLABELED, None), ("b", "rain", UNLABELED, None)]
+    with pytest.raises(ValueError, match="without labels needs `class_names`"):
+        read_manifest(path, labels_required=False)
+    with pytest.raises(ValueError, match="no column.*label"):
+        read_manifest(path, class_names=["positive", "negative"])
+    labelled = write(tmp_path / "posts.jsonl",
+                     '{"text": "x", "image": "a.jpg", "label": "negative"}\n'
+                     '{"text": "y", "image": "b.jpg", "label": "happy"}\n')
+    table = read_manifest(labelled, class_names=["positive", "negative"], labels_required=False)
+    assert table.frame["label"].tolist() == [1]
+    assert "unknown label 'happy'" in table.rejected[0].reason
