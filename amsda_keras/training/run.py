@@ -48,6 +48,15 @@ def train(config, progress=True, resume=False):
     With `resume`, `config` is the `config.yaml` of an unfinished run in `config["output"]`,
     which continues from its last checkpointed epoch.
     """
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config["training"]["precision"])
+    try:
+        return _train(config, progress, resume)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _train(config, progress, resume):
     started = time.perf_counter()
     settings = config["training"]
     run_dir = _make_run_dir(config, resume)
