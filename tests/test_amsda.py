@@ -6,6 +6,8 @@ from amsda_keras.layers.fusion_weights import FusionWeights
 from amsda_keras.models.amsda import build_amsda
 from tests.layer_checks import padded_tokens, padding_variants
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 TINY = dict(image_projection_dim=16, num_heads=2, key_dim=4, text_hidden_dims=(8,),
             image_hidden_dims=(16, 8), fusion_hidden_dims=(8,))
 

@@ -4,6 +4,8 @@ import pytest
 
 from amsda_keras.models.baseline import build_baseline
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 
 @pytest.mark.parametrize("modality, inputs", [
     ("text", {"text_pooled": (2, 16)}),

@@ -2,8 +2,11 @@ import math
 
 import keras
 import numpy as np
+import pytest
 
 from amsda_keras.training.callbacks import FiniteModelCheckpoint, StopOnNonFiniteLoss
+
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
 
 
 def _model():

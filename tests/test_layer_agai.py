@@ -6,6 +6,8 @@ from keras import ops
 from amsda_keras.layers.agai import AGAI, info_nce
 from tests.layer_checks import run_layer_test
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 BATCH, TEXT_LENGTH, IMAGE_LENGTH, HIDDEN, PROJECTION, HEADS = 2, 6, 5, 16, 8, 2
 TINY = dict(hidden_dim=HIDDEN, num_heads=HEADS, key_dim=8, gate_hidden_dim=8,
             projection_dim=PROJECTION, dropout=0.1)

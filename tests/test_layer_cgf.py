@@ -6,6 +6,8 @@ from keras import ops
 from amsda_keras.layers.cgf import CGF
 from tests.layer_checks import run_layer_test
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 BATCH, LENGTH, HIDDEN = 2, 4, 16
 
 

@@ -5,6 +5,8 @@ from keras import ops
 
 from amsda_keras.layers.fusion_weights import FusionWeights
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 BRANCHES = ["text", "image", "fusion"]
 
 

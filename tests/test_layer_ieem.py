@@ -6,6 +6,8 @@ from keras import ops
 from amsda_keras.layers.ieem import IEEM
 from tests.layer_checks import padded_tokens, padding_variants, run_layer_test
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 BATCH, LENGTH, HIDDEN = 2, 6, 16
 TINY = dict(num_layers=2, num_heads=2, intermediate_dim=8, dropout=0.1)
 

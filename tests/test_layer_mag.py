@@ -5,6 +5,8 @@ from keras import ops
 from amsda_keras.layers.mag import MAG
 from tests.layer_checks import run_layer_test
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 BATCH, LENGTH, HIDDEN = 2, 4, 16
 TINY = dict(hidden_dim=8)
 

@@ -6,6 +6,8 @@ from keras import ops
 from amsda_keras.layers.token_resampler import TokenResampler
 from tests.layer_checks import padded_tokens, padding_variants, run_layer_test
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 BATCH, LENGTH, HIDDEN, NUM_TOKENS = 2, 6, 16, 4
 TINY = dict(num_tokens=NUM_TOKENS, num_heads=2, key_dim=8, dropout=0.1)
 

@@ -4,6 +4,8 @@ import pytest
 
 from amsda_keras.training.losses import WeightedFocalLoss
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 
 def _batch(seed=0, batch=16, classes=3):
     rng = np.random.default_rng(seed)

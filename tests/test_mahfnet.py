@@ -5,6 +5,8 @@ import pytest
 from amsda_keras.models.mahfnet import ABLATIONS, build_mahfnet
 from tests.layer_checks import padded_tokens, padding_variants
 
+pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
+
 TINY = dict(hidden_dim=16, num_heads=2, key_dim=8, intermediate_dim=8, common_length=4)
 
 
