@@ -116,7 +116,10 @@ def main(argv=None):
         command = [sys.executable, "-m", "amsda_keras.export", *(sys.argv[1:] if argv is None
                                                                  else argv)]
         env = {**os.environ, "KERAS_BACKEND": EXPORT_BACKEND}
-        sys.exit(subprocess.run(command, env=env).returncode)
+        returncode = subprocess.run(command, env=env).returncode
+        if returncode:
+            sys.exit(returncode)
+        return
     with user_errors():
         export_run(args.run, args.output)
 

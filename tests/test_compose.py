@@ -5,7 +5,7 @@ from amsda_keras.encoders import build_image_encoder, build_text_encoder
 from amsda_keras.models.baseline import build_baseline
 from amsda_keras.models.compose import attach_encoders, feature_input_names
 from amsda_keras.models.mahfnet import build_mahfnet
-from amsda_keras.training.evaluation import _logits
+from amsda_keras.inference import logits_of
 from amsda_keras.training.inputs import batches_for
 from tests.helpers import make_table_frame, with_rows
 
@@ -37,7 +37,7 @@ def test_composed_model_matches_the_cached_feature_path(name, tmp_path):
     raw_batches = batches_for(model, encoders, frame, feature_config, progress=False)
     composed = model.predict(raw_batches(frame, batch_size=4, with_labels=False), verbose=0)
     # The cache stores float16 features.
-    np.testing.assert_allclose(_logits(composed), _logits(cached), atol=2e-3)
+    np.testing.assert_allclose(logits_of(composed), logits_of(cached), atol=2e-3)
 
 
 def test_text_only_head_uses_only_the_text_encoder(tmp_path):

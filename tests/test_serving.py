@@ -161,3 +161,21 @@ def test_predict_one_post_prints_its_label(trained_run, tmp_path, capsys):
     with pytest.raises(SystemExit, match="Image file not found"):
         predict.main(["--run", str(trained_run.directory), "--text", "hi", "--image",
                       str(tmp_path / "missing.jpg")])
+
+
+@pytest.mark.backends
+def test_a_run_trained_on_this_backend_exports_through_tensorflow(tmp_path):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401 (registers the tokenizer ops)
+
+    run_dir = tmp_path / "run"
+    train.main(["--model", "baseline", "--output", str(run_dir), "--epochs", "2",
+                "--no-progress", "--set", "encoders.sequence_length=16"])
+    run = load_run(run_dir)
+    rows = dev_rows(run)
+    expected = keras_probabilities(run, rows)
+    export.main(["--run", str(run_dir)])  # in a tensorflow subprocess on jax and torch
+    served = tf.saved_model.load(str(run_dir / "saved_model")).serve(
+        texts=tf.constant(rows["text"].tolist()),
+        images=tf.stack([tf.io.read_file(path) for path in rows["image"]]))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-4)

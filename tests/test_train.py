@@ -58,6 +58,14 @@ def test_evaluate_scores_a_manifest_without_splits(demo_run, tmp_path):
     assert metrics["all"]["accuracy"] > 0.6
 
 
+def test_evaluate_takes_a_split_from_the_run_when_the_data_has_none(demo_run, tmp_path):
+    manifest = yaml.safe_load((demo_run / "config.yaml").read_text())["data"]["path"]
+    evaluate.main(["--run", str(demo_run), "--data", manifest, "--split", "dev",
+                   "--output", str(tmp_path / "eval"), "--no-progress"])
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["dev"] == json.loads((demo_run / "metrics.json").read_text())["dev"]
+
+
 def test_splits_file_is_reused(demo_run, tmp_path):
     rerun = tmp_path / "rerun"
     train.main(["--model", "baseline", "--output", str(rerun), "--splits",

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from amsda_keras.data.splits import apply_splits_file
 from amsda_keras.inference import load_run, logits_of
 from amsda_keras.training import inputs, reporting
 
@@ -35,7 +36,8 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
         data: a manifest or dataset folder. Its labels must use the run's class names.
         data_format: reader to use, or `"auto"`.
         split: score only this split; None scores every split, or every row when the data has
-            no `split` field.
+            no `split` field. Data without splits of its own (the run's own dataset when the
+            run drew its split) takes them from the run's `splits.csv`.
         output: folder for the reports. Defaults to `<run_dir>/evaluation/<data name>[-<split>]`.
         on_bad_sample: `"skip"` or `"error"`; None keeps the run's setting.
 
@@ -54,6 +56,13 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
 
     table = inputs.load_table(data_config, directory, class_names=class_names, progress=progress)
     frame = table.frame.copy()
+    if split and frame["split"].isna().all():
+        splits_file = run.directory / "splits.csv"
+        try:
+            frame = apply_splits_file(frame, splits_file)
+        except ValueError as error:
+            raise ValueError(f"{data} has no splits of its own, and {error}") from None
+        print(f"Note: {data} has no splits of its own; using the run's {splits_file}.")
     frame["split"] = frame["split"].fillna(ALL_ROWS)
     if split:
         if split not in set(frame["split"]):
