@@ -9,8 +9,6 @@ from amsda_keras.inference import logits_of
 from amsda_keras.training.inputs import batches_for
 from tests.helpers import make_table_frame, with_rows
 
-pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
-
 
 HEADS = {
     "baseline": lambda: build_baseline(num_classes=3, text_dim=16, image_dim=16, hidden_dim=8),

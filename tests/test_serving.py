@@ -175,7 +175,7 @@ def test_a_run_trained_on_this_backend_exports_through_tensorflow(tmp_path):
     rows = dev_rows(run)
     expected = keras_probabilities(run, rows)
     export.main(["--run", str(run_dir)])  # in a tensorflow subprocess on jax and torch
-    served = tf.saved_model.load(str(run_dir / "saved_model")).serve(
-        texts=tf.constant(rows["text"].tolist()),
-        images=tf.stack([tf.io.read_file(path) for path in rows["image"]]))
+    loaded = tf.saved_model.load(str(run_dir / "saved_model"))  # kept: `serve` uses its variables
+    served = loaded.serve(texts=tf.constant(rows["text"].tolist()),
+                          images=tf.stack([tf.io.read_file(path) for path in rows["image"]]))
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-4)

@@ -246,7 +246,6 @@ SMALL_AMSDA = ["--model", "amsda", "--set", "model_args.image_projection_dim=32"
                "--set", "model_args.fusion_hidden_dims=[32]"]
 
 
-@pytest.mark.backends
 def test_amsda_fine_tunes_with_its_recipe_logs_fusion_weights_and_evaluates(tmp_path):
     run_dir = tmp_path / "amsda"
     train.main([*SMALL_AMSDA, "--output", str(run_dir), "--epochs", "4", "--no-progress"])
@@ -268,10 +267,12 @@ def test_amsda_fine_tunes_with_its_recipe_logs_fusion_weights_and_evaluates(tmp_
 
 @pytest.mark.backends
 def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
-    """A-MSDA's demo carries every kind of state: dropout seeds, Adam, ReduceLROnPlateau,
-    early stopping and the best-model checkpoint."""
-    args = ["--model", "amsda", "--epochs", "5", "--no-progress",
-            "--set", "encoders.sequence_length=16", "--set", "training.reduce_lr_patience=1"]
+    """Every kind of state: dropout seeds, Adam, ReduceLROnPlateau, early stopping and the
+    best-model checkpoint. Many short epochs, so the kill lands mid-run."""
+    epochs = 30
+    args = ["--model", "baseline", "--epochs", str(epochs), "--no-progress",
+            "--set", "training.reduce_lr_patience=2", "--set", "training.reduce_lr_factor=0.5",
+            "--set", "training.early_stopping_patience=20"]
     uninterrupted = tmp_path / "uninterrupted"
     train.main([*args, "--output", str(uninterrupted)])
 
@@ -282,12 +283,12 @@ def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
     deadline = time.monotonic() + 600
     while latest_checkpoint(killed) is None and process.poll() is None:
         assert time.monotonic() < deadline, "no epoch was checkpointed in 10 minutes"
-        time.sleep(0.05)
+        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, process.stderr.read()[-3000:]
     assert not (killed / "metrics.json").exists()
-    assert latest_checkpoint(killed)["epochs_done"] < 5
+    assert latest_checkpoint(killed)["epochs_done"] < epochs
 
     with pytest.raises(SystemExit, match="unfinished run: continue it with `--resume"):
         train.main([*args, "--output", str(killed)])
