@@ -3,7 +3,9 @@
 `<run>/checkpoint/epoch-<n>/` holds, after epoch n:
 - `state.weights.h5`: the model's weights and the optimizer's variables (Adam's moments, its
   iteration count and the learning rate, so a ReduceLROnPlateau cut survives);
-- `seed_states.npz`: the dropout layers' random seed states, which `save_weights` leaves out;
+- `seed_states.npz`: the dropout layers' random seed states, which `save_weights` leaves out,
+  and on torch the global generator's state (Keras' torch dropout ignores unseeded layers'
+  seed states and draws from it);
 - `state.json`: the epoch, the seed, and the counters of the callbacks that carry state
   (early stopping, the best-model checkpoint, ReduceLROnPlateau). Written last: a folder
   without it was cut off mid-write and is ignored.
@@ -25,6 +27,7 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "state.weights.h5"
 SEED_STATES_FILE = "seed_states.npz"
+TORCH_GENERATOR_KEY = "torch_global_generator"
 # Callback attributes that carry training state from one epoch to the next.
 CALLBACK_STATE = ("wait", "best", "cooldown_counter", "stopped_epoch")
 
@@ -38,7 +41,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         seed: int, the run's seed, stored to check a resume against.
         restored: the dict `latest_checkpoint` returned when resuming, or None. Its callback
             counters are put back in `on_train_begin`, after Keras callbacks reset their own,
-            so this callback must come after them in the list.
+            so this callback must come after them in the list. So is torch's global generator,
+            which `fit` draws from before that.
     """
 
     def __init__(self, run_dir, stateful_callbacks, seed, restored=None):
@@ -51,6 +55,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.restored is None:
             return
+        if keras.backend.backend() == "torch":
+            import torch
+
+            with np.load(Path(self.restored["folder"]) / SEED_STATES_FILE) as saved:
+                torch.set_rng_state(torch.from_numpy(saved[TORCH_GENERATOR_KEY]))
         for name, state in self.restored["callbacks"].items():
             for attribute, value in state.items():
                 setattr(self.stateful_callbacks[name], attribute, value)
@@ -64,7 +73,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         folder.mkdir(parents=True)
         self.model.save_weights(folder / WEIGHTS_FILE)
         np.savez(folder / SEED_STATES_FILE,
-                 *[keras.ops.convert_to_numpy(v) for v in _seed_states(self.model)])
+                 *[keras.ops.convert_to_numpy(v) for v in _seed_states(self.model)],
+                 **_global_generator_state())
         state = {
             "epochs_done": epoch + 1,
             "seed": self.seed,
@@ -99,7 +109,8 @@ def restore_training_state(model, checkpoint):
     model.optimizer.build(model.trainable_variables)
     model.load_weights(folder / WEIGHTS_FILE)
     with np.load(folder / SEED_STATES_FILE) as saved:
-        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        count = sum(name.startswith("arr_") for name in saved.files)
+        values = [saved[f"arr_{i}"] for i in range(count)]
     states = _seed_states(model)
     if len(values) != len(states):
         raise ValueError(f"{folder} holds {len(values)} random seed states; the model has "
@@ -121,6 +132,15 @@ def _seed_states(model):
     """The model's variables that are neither weights nor optimizer state: its seed states."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
+
+
+def _global_generator_state():
+    """On torch, the global generator's state by name; an empty dict elsewhere."""
+    if keras.backend.backend() != "torch":
+        return {}
+    import torch
+
+    return {TORCH_GENERATOR_KEY: torch.get_rng_state().numpy()}
 
 
 def _plain(value):
