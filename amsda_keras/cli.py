@@ -49,6 +49,10 @@ FLAGS = {
     "--precision": ("training.precision", {
         "choices": CHOICES["training.precision"],
         "help": "mixed_float16 on a T4, mixed_bfloat16 on newer GPUs and TPUs."}),
+    "--distribute": ("training.distribute", {
+        "choices": CHOICES["training.distribute"],
+        "help": "data-parallel: split each batch across all local devices (jax or tensorflow "
+                "backend; the batch size is the global one)."}),
     "--cache-dir": ("features.cache_dir", {"help": "Feature cache folder."}),
     "--epochs": ("training.epochs", {"type": int}),
     "--batch-size": ("training.batch_size", {"type": int}),

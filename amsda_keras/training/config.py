@@ -61,6 +61,8 @@ DEFAULTS = {
         # Keras dtype policy: mixed_float16 on a T4 (Keras scales the loss), mixed_bfloat16 on
         # GPUs and TPUs that have bfloat16.
         "precision": "float32",
+        # "data-parallel": split each batch across all local GPUs/TPUs (jax or tensorflow).
+        "distribute": "none",
     },
     "output": None,  # None: runs/<model>-<time>.
 }
@@ -70,6 +72,7 @@ CHOICES = {
     "training.class_weight": ("none", "balanced"),
     "training.loss": ("cross_entropy", "focal"),
     "training.precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+    "training.distribute": ("none", "data-parallel"),
 }
 # Settings whose default is None but that take a positive int when set.
 OPTIONAL_POSITIVE_INTS = ("encoders.image_size", "training.early_stopping_patience",

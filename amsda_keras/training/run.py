@@ -34,6 +34,8 @@ from amsda_keras.training.callbacks import (FiniteModelCheckpoint, FusionWeights
 from amsda_keras.training.checkpoints import (CHECKPOINT_DIR, EpochCheckpoint,
                                               latest_checkpoint, restore_training_state,
                                               trim_history)
+from amsda_keras.training.distribute import (device_count, distribution_scope, pad_batches,
+                                              without_data_sharding)
 from amsda_keras.training.errors import TrainingDivergedError
 from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
 
@@ -48,10 +50,12 @@ def train(config, progress=True, resume=False):
     With `resume`, `config` is the `config.yaml` of an unfinished run in `config["output"]`,
     which continues from its last checkpointed epoch.
     """
+    settings = config["training"]
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config["training"]["precision"])
+    keras.config.set_dtype_policy(settings["precision"])
     try:
-        return _train(config, progress, resume)
+        with distribution_scope(settings["distribute"], settings["batch_size"]):
+            return _train(config, progress, resume)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
@@ -81,7 +85,8 @@ def _train(config, progress, resume):
     )
     if config["encoders"]["trainable"]:
         model = attach_encoders(model, encoders, trainable=True)
-    batches = inputs.batches_for(model, encoders, frame, config["features"], progress=progress)
+    with without_data_sharding():
+        batches = inputs.batches_for(model, encoders, frame, config["features"], progress=progress)
 
     class_weights = (
         balanced_class_weights(train_frame["label"], table.num_classes)
@@ -91,13 +96,14 @@ def _train(config, progress, resume):
     monitor = _compile(model, settings, class_weights)
     batch = settings["batch_size"]
     epoch = epoch_variable()
-    train_data = _with_targets(model, batches(
+    train_data = _with_targets(model, pad_batches(batches(
         train_frame, batch_size=batch, shuffle=True, seed=settings["seed"], epoch=epoch,
         oversample_classes=settings["oversample"],
         # The focal loss weighs classes itself; cross-entropy gets them as sample weights.
         class_weights=class_weights if settings["loss"] == "cross_entropy" else None,
-    ))
-    dev_data = _with_targets(model, batches(frame[frame["split"] == "dev"], batch_size=batch))
+    )))
+    dev_data = _with_targets(model, pad_batches(
+        batches(frame[frame["split"] == "dev"], batch_size=batch)))
     divergence = StopOnNonFiniteLoss()
     callbacks = _callbacks(run_dir, settings, monitor, model, append_history=resume)
     if checkpoint is not None:
@@ -127,10 +133,12 @@ def _train(config, progress, resume):
     reporting.plot_training_curves(run_dir / "training_curves.png", history)
     if fusion_weights_layer(model) is not None:
         reporting.plot_fusion_weights(run_dir / "fusion_weights.png", history)
-    score(model, frame, batches, table.class_names, run_dir, batch)
+    with without_data_sharding():
+        score(model, frame, batches, table.class_names, run_dir, batch)
     wall_time = time.perf_counter() - started
     info = _write_run_info(run_dir, model, history, wall_time, monitor,
-                           resumed_after=checkpoint and checkpoint["epochs_done"])
+                           resumed_after=checkpoint and checkpoint["epochs_done"],
+                           devices=device_count(settings["distribute"]))
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     print(f"Best dev epoch: {info['best_epoch']} of {info['epochs_run']} (model.keras)")
     print(f"Run folder: {run_dir}  (wall time {wall_time:.1f} s)")
@@ -260,7 +268,7 @@ def _step_lr(settings):
     return lambda epoch, _: initial * gamma ** (epoch // step)
 
 
-def _write_run_info(run_dir, model, history, wall_time, monitor, resumed_after):
+def _write_run_info(run_dir, model, history, wall_time, monitor, resumed_after, devices):
     info = {
         # For a resumed run, the time since it was resumed.
         "wall_time_seconds": round(wall_time, 2),
@@ -270,6 +278,7 @@ def _write_run_info(run_dir, model, history, wall_time, monitor, resumed_after):
         "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         **fusion_weights(model),
         "backend": keras.config.backend(),
+        "devices": devices,
         "keras": keras.__version__,
         "python": platform.python_version(),
     }
