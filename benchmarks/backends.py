@@ -30,6 +30,7 @@ Prints a table and writes JSON. Run from the repository root:
 """
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -43,6 +44,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from amsda_keras.cli import comma_list
 from amsda_keras.data.pipeline import feature_dataset
 from amsda_keras.models.amsda import build_amsda
 from amsda_keras.models.mahfnet import build_mahfnet
@@ -146,21 +148,14 @@ def fastest(table):
                         "samples_per_s": row.samples_per_s} for row in best.itertuples()}
 
 
-def comma_list(choices):
-    def parse(text):
-        values = text.split(",")
-        unknown = sorted(set(values) - set(choices))
-        if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {list(choices)}")
-        return values
-    return parse
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", type=comma_list(BACKENDS), default=list(BACKENDS))
-    parser.add_argument("--jit-compile", type=comma_list(JIT_COMPILE), default=list(JIT_COMPILE))
-    parser.add_argument("--models", type=comma_list(MODELS), default=list(MODELS))
+    parser.add_argument("--backends", type=functools.partial(comma_list, choices=BACKENDS),
+                        default=list(BACKENDS))
+    parser.add_argument("--jit-compile", type=functools.partial(comma_list, choices=JIT_COMPILE),
+                        default=list(JIT_COMPILE))
+    parser.add_argument("--models", type=functools.partial(comma_list, choices=MODELS),
+                        default=list(MODELS))
     parser.add_argument("--samples", type=int, default=2048, help="Samples per epoch.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="Epochs; the first is not timed.")

@@ -64,6 +64,7 @@ import tensorflow as tf
 from PIL import Image
 
 from amsda_keras import encoders
+from amsda_keras.cli import comma_list
 from amsda_keras.data.pipeline import raw_dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -245,16 +246,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--encoders", default=",".join(BUILDERS))
+    parser.add_argument("--encoders", type=functools.partial(comma_list, choices=BUILDERS),
+                        default=list(BUILDERS))
     parser.add_argument("--repeats", type=int, default=1, help="Timed runs; the fastest counts.")
     parser.add_argument("--matmul-size", type=int, default=4096)
     parser.add_argument("--output", type=Path,
                         default=Path("benchmarks/results/feature_extraction.json"))
     args = parser.parse_args()
-    names = args.encoders.split(",")
-    unknown = sorted(set(names) - set(BUILDERS))
-    if unknown:
-        parser.error(f"unknown encoders {unknown}; choose from {list(BUILDERS)}")
     if args.images % args.batch_size:
         parser.error("--images must be a multiple of --batch-size")
 
@@ -268,7 +266,7 @@ def main():
         jpeg_kib = np.mean([os.path.getsize(path) for path in paths]) / 1024
         frame = pd.DataFrame({"text": synthetic_tweets(args.images, rng), "image": paths,
                               "label": 0})
-        for name in names:
+        for name in args.encoders:
             try:
                 encoder, preprocessor = BUILDERS[name]()
             except encoders.EncoderUnavailableError as error:

@@ -22,6 +22,7 @@ Prints a table and writes JSON. Run from the repository root (needs about 30 GB 
 """
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from amsda_keras.cli import comma_list
 from amsda_keras.data.feature_cache import COMPLETE, FeatureCache
 from amsda_keras.data.pipeline import epoch_variable, feature_dataset
 from amsda_keras.models.mahfnet import build_mahfnet
@@ -146,8 +148,9 @@ def train_epoch(data, count, batch_size):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--train-sizes", default="1000,10000",
+    sizes = functools.partial(comma_list, item_type=int)
+    parser.add_argument("--sizes", type=sizes, default=[1000, 10000, 100000])
+    parser.add_argument("--train-sizes", type=sizes, default=[1000, 10000],
                         help="The sizes that also train one epoch.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()),
@@ -155,17 +158,17 @@ def main():
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/scaling.json"))
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    train_sizes = {int(size) for size in args.train_sizes.split(",") if size}
     if args.worker:
         keep_tensorflow_off_the_gpu()
-        print(json.dumps(measure(args.worker, args.batch_size, args.worker in train_sizes,
+        print(json.dumps(measure(args.worker, args.batch_size, args.worker in args.train_sizes,
                                  args.workdir)))
         return
 
     rows = []
-    for size in (int(size) for size in args.sizes.split(",")):
+    for size in args.sizes:
         worker = subprocess.run(
-            [sys.executable, __file__, "--worker", str(size), "--train-sizes", args.train_sizes,
+            [sys.executable, __file__, "--worker", str(size),
+             "--train-sizes", ",".join(map(str, args.train_sizes)),
              "--batch-size", str(args.batch_size), "--workdir", str(args.workdir)],
             capture_output=True, text=True, check=True)
         rows.append(json.loads(worker.stdout.strip().splitlines()[-1]))
