@@ -49,6 +49,10 @@ FLAGS = {
     "--precision": ("training.precision", {
         "choices": CHOICES["training.precision"],
         "help": "mixed_float16 on a T4, mixed_bfloat16 on newer GPUs and TPUs."}),
+    "--jit-compile": ("training.jit_compile", {
+        "type": lambda text: {"true": True, "false": False}.get(text.lower(), text),
+        "choices": CHOICES["training.jit_compile"], "metavar": "{auto,true,false}",
+        "help": "XLA for the train step (torch: torch.compile). auto: Keras' default."}),
     "--distribute": ("training.distribute", {
         "choices": CHOICES["training.distribute"],
         "help": "data-parallel: split each batch across all local devices (jax or tensorflow "

@@ -31,7 +31,8 @@ def build_parser():
         "--model", "--data", "--data-format", "--label-rule", "--splits", "--on-bad-sample",
         "--text-encoder", "--image-encoder", "--sequence-length", "--image-size",
         "--train-encoders", "--freeze-encoders",
-        "--modality", "--ablate", "--loss", "--precision", "--distribute", "--cache-dir",
+        "--modality", "--ablate", "--loss", "--precision", "--jit-compile", "--distribute",
+        "--cache-dir",
         "--epochs", "--batch-size", "--learning-rate", "--seed", "--output",
     ])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -48,13 +48,12 @@ from amsda_keras.cli import comma_list
 from amsda_keras.data.pipeline import feature_dataset
 from amsda_keras.models.amsda import build_amsda
 from amsda_keras.models.mahfnet import build_mahfnet
-from amsda_keras.training.losses import WeightedFocalLoss
+from amsda_keras.training.run import compile_for_training, with_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (EpochTimer, device_name, keep_tensorflow_off_the_gpu,  # noqa: E402
-                    random_float16_memmap, write_result)
-from mahfnet_training import (NUM_CLASSES, WIDTH, cached_features, compiled,  # noqa: E402
-                              with_targets)
+                    random_float16_memmap, training_settings, write_result)
+from mahfnet_training import NUM_CLASSES, WIDTH, cached_features  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("mahfnet", "amsda")
@@ -76,20 +75,17 @@ def amsda_features(folder, count, rng):
     }
 
 
-def mahfnet_setup(folder, frame, rng, batch_size, jit_compile):
+def mahfnet_setup(folder, frame, rng, batch_size):
     model = build_mahfnet(num_classes=NUM_CLASSES, text_dim=WIDTH, image_dim=WIDTH,
                           temperature=0.4, dropout=0.1)
-    data = with_targets(feature_dataset(frame, cached_features(folder, len(frame), rng),
-                                        batch_size=batch_size))
-    return compiled(model, jit_compile), data
+    data = feature_dataset(frame, cached_features(folder, len(frame), rng), batch_size=batch_size)
+    return model, data, training_settings(learning_rate=1e-4)
 
 
-def amsda_setup(folder, frame, rng, batch_size, jit_compile):
+def amsda_setup(folder, frame, rng, batch_size):
     model = build_amsda(num_classes=NUM_CLASSES, text_dim=TEXT_DIM, image_dim=IMAGE_DIM)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4),
-                  loss=WeightedFocalLoss(alpha=0.27, gamma=1.9), jit_compile=jit_compile)
     data = feature_dataset(frame, amsda_features(folder, len(frame), rng), batch_size=batch_size)
-    return model, data
+    return model, data, training_settings(learning_rate=1e-4, loss="focal")
 
 
 SETUPS = {"mahfnet": mahfnet_setup, "amsda": amsda_setup}
@@ -104,10 +100,12 @@ def measure(model_name, jit_compile, samples, batch_size, epochs):
     row = {"model": model_name, "backend": keras.config.backend(), "jit_compile": jit_compile,
            "device": device_name()}
     with tempfile.TemporaryDirectory() as folder:
-        model, data = SETUPS[model_name](Path(folder), frame, rng, batch_size, jit_compile)
+        model, data, settings = SETUPS[model_name](Path(folder), frame, rng, batch_size)
+        compile_for_training(model, {**settings, "jit_compile": jit_compile})
         timer = EpochTimer()
         try:
-            history = model.fit(data, epochs=epochs, callbacks=[timer], verbose=0)
+            history = model.fit(with_targets(model, data), epochs=epochs, callbacks=[timer],
+                                verbose=0)
         except Exception as error:  # e.g. torch.compile failing on a layer
             message = (str(error).strip().splitlines() or [""])[0]
             return {**row, "status": f"unsupported: {type(error).__name__}: {message}"}

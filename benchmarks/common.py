@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: the device, random memory-mapped features, an epoch timer
-and the JSON result."""
+"""What the benchmark scripts share: the device, random memory-mapped features, the training
+settings, an epoch timer and the JSON result."""
 
 import json
 import os
@@ -8,6 +8,8 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+
+from amsda_keras.training.config import DEFAULTS
 
 
 def device_name():
@@ -24,8 +26,6 @@ def device_name():
         if torch.cuda.is_available():
             return torch.cuda.get_device_name()
     else:
-        import tensorflow as tf
-
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
@@ -44,6 +44,11 @@ def random_float16_memmap(path, shape, rng):
     array[:] = rng.standard_normal(shape, dtype=np.float32)
     array.flush()
     return np.load(path, mmap_mode="r")
+
+
+def training_settings(**overrides):
+    """The package's default `training` settings with `overrides`, for `compile_for_training`."""
+    return {**DEFAULTS["training"], **overrides}
 
 
 class EpochTimer(keras.callbacks.Callback):

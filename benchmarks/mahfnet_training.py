@@ -37,11 +37,11 @@ from amsda_keras import encoders
 from amsda_keras.data.pipeline import feature_dataset
 from amsda_keras.models.compose import attach_encoders
 from amsda_keras.models.mahfnet import build_mahfnet
-from amsda_keras.training.losses import OutputMean
+from amsda_keras.training.run import compile_for_training, with_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (EpochTimer, device_name, keep_tensorflow_off_the_gpu,  # noqa: E402
-                    random_float16_memmap, write_result)
+                    random_float16_memmap, training_settings, write_result)
 
 NUM_CLASSES = 3
 TEXT_TOKENS, IMAGE_TOKENS, WIDTH, IMAGE_SIZE = 77, 197, 512, 224
@@ -73,21 +73,6 @@ def clip_encoders(clip):
     }
 
 
-def compiled(model, jit_compile):
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-4),
-        loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-              "contrastive": OutputMean()},
-        loss_weights={"logits": 1.0, "contrastive": 0.0005},
-        jit_compile=jit_compile,
-    )
-    return model
-
-
-def with_targets(dataset):
-    return dataset.map(lambda x, y: (x, {"logits": y, "contrastive": tf.zeros_like(y, "float32")}))
-
-
 def cached_features(folder, count, rng):
     """Float16 memory-mapped token features with random content, as the cache stores them."""
     shapes = {"text_tokens": (count, TEXT_TOKENS, WIDTH), "image_tokens": (count, IMAGE_TOKENS, WIDTH)}
@@ -100,9 +85,10 @@ def cached_features(folder, count, rng):
     return arrays
 
 
-def timed_fit(model, dataset, epochs):
+def timed_fit(model, dataset, epochs, jit_compile):
+    compile_for_training(model, training_settings(learning_rate=1e-4, jit_compile=jit_compile))
     timer = EpochTimer()
-    model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
+    model.fit(with_targets(model, dataset), epochs=epochs, callbacks=[timer], verbose=0)
     return timer.seconds
 
 
@@ -117,8 +103,8 @@ def measure(batch_size, steps, epochs, jit_compile):
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         features = cached_features(Path(folder), count, rng)
-        data = with_targets(feature_dataset(frame, features, batch_size=batch_size))
-        seconds = timed_fit(compiled(head, jit_compile), data, epochs)
+        data = feature_dataset(frame, features, batch_size=batch_size)
+        seconds = timed_fit(head, data, epochs, jit_compile)
         rows.append(("cached", seconds))
 
         end_to_end = attach_encoders(head, clip_encoders(clip_vit_b16()), trainable=False)
@@ -127,9 +113,9 @@ def measure(batch_size, steps, epochs, jit_compile):
             "padding_mask": features["text_mask"],
             "images": rng.uniform(-1, 1, (count, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32),
         }
-        data = with_targets(tf.data.Dataset.from_tensor_slices((inputs, labels))
-                            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-        seconds = timed_fit(compiled(end_to_end, jit_compile), data, epochs)
+        data = (tf.data.Dataset.from_tensor_slices((inputs, labels))
+                .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+        seconds = timed_fit(end_to_end, data, epochs, jit_compile)
         rows.append(("clip_in_step", seconds))
     return [{
         "path": path,

@@ -1,5 +1,7 @@
 import pytest
 
+from amsda_keras import train
+from amsda_keras.cli import config_overrides
 from amsda_keras.models import MODEL_BUILDERS, MODEL_DEFAULTS
 from amsda_keras.training.config import ConfigError, parse_assignment, resolve_config
 
@@ -75,3 +77,14 @@ def test_optional_ints_must_be_positive_when_set():
             resolve_config(overrides={"training.lr_step_epochs": value})
     with pytest.raises(ConfigError, match="`encoders.image_size`"):
         resolve_config(overrides={"encoders.image_size": -32})
+
+
+def test_jit_compile_takes_auto_or_a_yaml_boolean(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  jit_compile: false\n")
+    assert resolve_config(path)["training"]["jit_compile"] is False
+    assert resolve_config()["training"]["jit_compile"] == "auto"
+    with pytest.raises(ConfigError, match="`training.jit_compile` must be one of"):
+        resolve_config(overrides={"training.jit_compile": "xla"})
+    args = train.build_parser().parse_args(["--jit-compile", "True"])
+    assert config_overrides(args)["training.jit_compile"] is True

@@ -61,6 +61,9 @@ DEFAULTS = {
         # Keras dtype policy: mixed_float16 on a T4 (Keras scales the loss), mixed_bfloat16 on
         # GPUs and TPUs that have bfloat16.
         "precision": "float32",
+        # XLA for the train step: "auto" is Keras' default (XLA on tensorflow and jax when
+        # every layer supports it), true/false force it; true on torch means torch.compile.
+        "jit_compile": "auto",
         # "data-parallel": split each batch across all local GPUs/TPUs (jax or tensorflow).
         "distribute": "none",
     },
@@ -73,6 +76,7 @@ CHOICES = {
     "training.loss": ("cross_entropy", "focal"),
     "training.precision": ("float32", "mixed_float16", "mixed_bfloat16"),
     "training.distribute": ("none", "data-parallel"),
+    "training.jit_compile": ("auto", True, False),
 }
 # Settings whose default is None but that take a positive int when set.
 OPTIONAL_POSITIVE_INTS = ("encoders.image_size", "training.early_stopping_patience",
@@ -176,7 +180,7 @@ def _merge(base, update, source, prefix=""):
 
 
 def _checked(path, value, default, source):
-    if default is None or value is None:
+    if default is None or value is None or path in CHOICES:  # choices are checked later
         return value
     if isinstance(default, bool):
         valid = isinstance(value, bool)

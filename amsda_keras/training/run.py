@@ -93,16 +93,16 @@ def _train(config, progress, resume):
         if settings["class_weight"] == "balanced"
         else None
     )
-    monitor = _compile(model, settings, class_weights)
+    monitor = compile_for_training(model, settings, class_weights)
     batch = settings["batch_size"]
     epoch = epoch_variable()
-    train_data = _with_targets(model, pad_batches(batches(
+    train_data = with_targets(model, pad_batches(batches(
         train_frame, batch_size=batch, shuffle=True, seed=settings["seed"], epoch=epoch,
         oversample_classes=settings["oversample"],
         # The focal loss weighs classes itself; cross-entropy gets them as sample weights.
         class_weights=class_weights if settings["loss"] == "cross_entropy" else None,
     )))
-    dev_data = _with_targets(model, pad_batches(
+    dev_data = with_targets(model, pad_batches(
         batches(frame[frame["split"] == "dev"], batch_size=batch)))
     divergence = StopOnNonFiniteLoss()
     callbacks = _callbacks(run_dir, settings, monitor, model, append_history=resume)
@@ -185,8 +185,11 @@ def _split(frame, data_config, seed, run_dir):
     return frame
 
 
-def _compile(model, settings, class_weights):
-    """Compiles `model` and returns the dev metric that picks the best epoch."""
+def compile_for_training(model, settings, class_weights=None):
+    """Compiles `model` with the `training` settings.
+
+    Returns the dev metric that picks the best epoch.
+    """
     optimizer = keras.optimizers.Adam(settings["learning_rate"])
     if settings["loss"] == "focal":
         classification = WeightedFocalLoss(
@@ -195,7 +198,8 @@ def _compile(model, settings, class_weights):
     else:
         classification = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if not _has_auxiliary_outputs(model):
-        model.compile(optimizer=optimizer, loss=classification, metrics=["accuracy"])
+        model.compile(optimizer=optimizer, loss=classification, metrics=["accuracy"],
+                      jit_compile=settings["jit_compile"])
         return "val_accuracy"
     auxiliary = [name for name in model.output if name != LOGITS]
     model.compile(
@@ -203,6 +207,7 @@ def _compile(model, settings, class_weights):
         loss={LOGITS: classification, **{name: OutputMean() for name in auxiliary}},
         loss_weights={LOGITS: 1.0, **{name: settings[f"{name}_weight"] for name in auxiliary}},
         metrics={LOGITS: ["accuracy"]},
+        jit_compile=settings["jit_compile"],
     )
     return f"val_{LOGITS}_accuracy"
 
@@ -213,7 +218,7 @@ def _has_auxiliary_outputs(model):
     return len(model.outputs) > 1
 
 
-def _with_targets(model, dataset):
+def with_targets(model, dataset):
     """Labels for a dict-output model: the class for `logits`, zeros for auxiliary losses."""
     if not _has_auxiliary_outputs(model):
         return dataset
@@ -279,6 +284,8 @@ def _write_run_info(run_dir, model, history, wall_time, monitor, resumed_after, 
         **fusion_weights(model),
         "backend": keras.config.backend(),
         "devices": devices,
+        # Keras turns jit_compile off by itself where a layer does not support XLA.
+        "jit_compile": model.jit_compile,
         "keras": keras.__version__,
         "python": platform.python_version(),
     }

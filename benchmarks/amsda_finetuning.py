@@ -1,37 +1,41 @@
-"""Accelerator memory of one A-MSDA fine-tuning step, in float32 and in mixed_float16.
+"""A-MSDA fine-tuning: samples/s and peak memory of the train step, fp32 vs mixed precision.
 
 Builds the end-to-end A-MSDA model with the paper's encoder shapes and random weights
 (DistilRoBERTa-shaped `RobertaBackbone`, 6 layers, width 768; keras.applications
 EfficientNetB0 at 224x224), both encoders trainable, with `WeightedFocalLoss` and
 `Adam(1e-5)` (wrapped in a `LossScaleOptimizer` under mixed_float16, as Keras does). On the
 JAX backend it jits a stateless train step (forward, backward, optimizer update; the model,
-non-trainable and optimizer state are donated, as in Keras' own JAX trainer), and reports
-XLA's memory analysis of the compiled program:
+non-trainable and optimizer state are donated, as in Keras' own JAX trainer) and reports:
 
-    peak estimate = argument + output + temp - alias
+- samples/s over `--steps` timed steps, after one untimed step;
+- XLA's memory analysis of the compiled program:
+  peak estimate = argument + output + temp - alias,
+  where `argument` is the inputs (weights, optimizer state, batch), `output` the updated
+  state and loss, `temp` the scratch buffers (activations kept for the backward pass,
+  gradients), and `alias` the outputs written in place of donated arguments; generated-code
+  bytes are reported but left out of the estimate;
+- the measured peak: on a device with `memory_stats()` (GPU) the allocator's
+  `peak_bytes_in_use`, and always the process's peak resident memory (on CPU the step's
+  memory lives there, next to the Python and XLA runtime).
 
-where `argument` is the inputs (weights, optimizer state, batch), `output` the updated state
-and loss, `temp` the scratch buffers (activations kept for the backward pass, gradients), and
-`alias` the outputs written in place of donated arguments. Generated-code bytes are reported
-but left out of the estimate. It then runs the step once and reports its wall time and, on a
-device with `memory_stats()` (GPU), the allocator's `peak_bytes_in_use`. Each policy is
-measured in a fresh process.
+Each policy is measured in a fresh process. Run from the repository root:
 
-Run from the repository root:
+    python benchmarks/amsda_finetuning.py            # batch 32, float32 and both mixed policies
 
-    python benchmarks/amsda_step_memory.py
-
-Caveat: without a GPU the program is compiled for XLA-CPU, whose fusion and algorithms differ
-from the GPU's, so its memory analysis only approximates the GPU program's; when a GPU is
-available, its own `peak_bytes_in_use` is the number to trust (add the CUDA context and
-library workspaces, a few hundred MB, on top).
+Caveats: without a GPU the program is compiled for XLA-CPU, whose fusion and algorithms differ
+from the GPU's. CPUs have no fast float16 units, so mixed precision is not faster there and its
+samples/s says nothing about a GPU's; the memory analysis only approximates the GPU program's.
+On a GPU, `device_peak_bytes_in_use` is the number to trust (add the CUDA context and library
+workspaces, a few hundred MB, on top).
 """
 
 import argparse
 import concurrent.futures
-import json
+import functools
 import multiprocessing
 import os
+import resource
+import sys
 import time
 from pathlib import Path
 
@@ -40,11 +44,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pandas as pd
 
+from amsda_keras.cli import comma_list
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
+
 GIB = 2**30
 NUM_CLASSES = 3
 VOCABULARY_SIZE = 50265
 TEXT_DIM = 768
 IMAGE_DIM = 1280
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _attention_in_float32(jax):
@@ -65,8 +75,8 @@ def _attention_in_float32(jax):
     jax.nn.dot_product_attention = attention_in_float32
 
 
-def measure(policy, batch_size, sequence_length, image_size):
-    """Builds the model under `policy`, compiles and runs one train step; returns a dict."""
+def measure(policy, batch_size, sequence_length, image_size, steps):
+    """Builds the model under `policy`, compiles it and times `steps` train steps; returns a dict."""
     import jax
     import keras
     import keras_hub
@@ -132,9 +142,17 @@ def measure(policy, batch_size, sequence_length, image_size):
     compile_seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
 
+    def run_step(args):
+        loss, *state = compiled(*args)
+        return jax.block_until_ready(loss), (*state, *args[3:])
+
     start = time.perf_counter()
-    loss = jax.block_until_ready(compiled(*args))[0]
-    step_seconds = time.perf_counter() - start
+    loss, args = run_step(args)
+    first_step_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss, args = run_step(args)
+    step_seconds = (time.perf_counter() - start) / steps
 
     stats = jax.devices()[0].memory_stats() or {}
     row = {
@@ -151,8 +169,11 @@ def measure(policy, batch_size, sequence_length, image_size):
                                   + row["temp_bytes"] - row["alias_bytes"])
     row.update(
         device_peak_bytes_in_use=stats.get("peak_bytes_in_use"),
+        process_peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         compile_seconds=round(compile_seconds, 1),
+        first_step_seconds=round(first_step_seconds, 2),
         step_seconds=round(step_seconds, 2),
+        samples_per_s=round(batch_size / step_seconds, 2),
         loss=float(loss),
         device=str(jax.devices()[0].device_kind),
     )
@@ -172,41 +193,43 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--sequence-length", type=int, default=20)
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--policies", default="float32,mixed_float16")
+    parser.add_argument("--policies", type=functools.partial(comma_list, choices=POLICIES),
+                        default=list(POLICIES))
+    parser.add_argument("--steps", type=int, default=3, help="Timed steps after the first.")
     parser.add_argument("--output", type=Path,
-                        default=Path("benchmarks/results/amsda_step_memory.json"))
+                        default=Path("benchmarks/results/amsda_finetuning.json"))
     args = parser.parse_args()
 
     results = []
-    for policy in args.policies.split(","):
+    for policy in args.policies:
         # A fresh process per policy: the dtype policy is global and device memory stats
         # are per process.
         with concurrent.futures.ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn")) as pool:
             results.append(pool.submit(measure, policy, args.batch_size, args.sequence_length,
-                                       args.image_size).result())
+                                       args.image_size, args.steps).result())
 
     memory = pd.DataFrame([result["memory"] for result in results]).set_index("policy")
     parameters = pd.DataFrame(results[0]["parameters"]).set_index("part")
     gib = memory.filter(like="bytes").astype(float).div(GIB).round(3)
     gib.columns = [column.replace("_bytes", "_GiB") for column in gib.columns]
-    print(f"One train step, batch {args.batch_size}, {args.sequence_length} tokens, "
+    print(f"Train step, batch {args.batch_size}, {args.sequence_length} tokens, "
           f"{args.image_size}x{args.image_size} images, on {memory['device'].iloc[0]}:")
-    flags = ["loss_scaling", "attention_in_float32", "compile_seconds", "step_seconds"]
+    flags = ["samples_per_s", "step_seconds", "first_step_seconds", "compile_seconds",
+             "loss_scaling", "attention_in_float32"]
     print(gib.join(memory[flags]).to_string())
     print()
     print(parameters.to_string())
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
+    write_result(args.output, {
         "batch_size": args.batch_size,
         "sequence_length": args.sequence_length,
         "image_size": args.image_size,
+        "timed_steps": args.steps,
         "peak_estimate": "argument + output + temp - alias (XLA memory_analysis)",
         "memory": [result["memory"] for result in results],
         "parameters": results[0]["parameters"],
-    }, indent=2) + "\n")
-    print(f"\nWrote {args.output}")
+    })
 
 
 if __name__ == "__main__":
