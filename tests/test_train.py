@@ -172,6 +172,21 @@ def test_same_seed_gives_the_same_run(demo_run, tmp_path):
         (demo_run / "metrics.json").read_text())
 
 
+def test_frozen_encoders_in_every_step_train_like_the_feature_cache(demo_run, tmp_path):
+    """`features.cache: false` is the MAHFNet authors' path: the same head and seed reach the
+    same dev metrics as on the (float16) cache, within rounding."""
+    in_step = tmp_path / "in_step"
+    train.main(["--model", "baseline", "--output", str(in_step), "--epochs", "8", "--no-progress",
+                "--set", "features.cache=false"])
+    cached_info, in_step_info = (json.loads((run / "run.json").read_text())
+                                 for run in (demo_run, in_step))
+    assert in_step_info["trainable_parameters"] == cached_info["trainable_parameters"]
+    cached, in_step = (json.loads((run / "metrics.json").read_text())["dev"]
+                       for run in (demo_run, in_step))
+    assert abs(in_step["accuracy"] - cached["accuracy"]) <= 0.02
+    assert abs(in_step["macro_f1"] - cached["macro_f1"]) <= 0.02
+
+
 def test_a_failed_run_can_be_rerun_into_its_folder_but_a_finished_one_cannot(demo_run, tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(SystemExit, match="Encoder folder not found"):

@@ -219,9 +219,10 @@ def write_attention_maps(run_dir, *, sample_ids=None, split=None, count=8, outpu
     """
     run_dir = Path(run_dir)
     config = load_config_file(run_dir / "config.yaml")
-    if config["encoders"]["trainable"]:
-        raise ValueError(f"{run_dir} fine-tuned its encoders (encoders.trainable: true); "
-                         "attention maps need a run on frozen encoders.")
+    if config["encoders"]["trainable"] or not config["features"].get("cache", True):
+        raise ValueError(f"{run_dir} ran its encoders inside the model (encoders.trainable: "
+                         "true or features.cache: false); attention maps need a run on "
+                         "cached features.")
     splits = pd.read_csv(run_dir / "splits.csv", dtype=str)
     selected = _selected_ids(splits, sample_ids, split, count)
     directory = Path(output or run_dir / "attention")

@@ -35,6 +35,9 @@ DEFAULTS = {
         "trainable": False,
     },
     "features": {
+        # False: frozen encoders run inside every training step instead of once into the
+        # cache (the MAHFNet authors' path; slower, kept to check the cache changes nothing).
+        "cache": True,
         "cache_dir": None,  # None: $AMSDA_KERAS_CACHE/features or ~/.cache/amsda_keras/features.
         "batch_size": 64,
     },

@@ -83,8 +83,8 @@ def _train(config, progress, resume):
         image_dim=encoders["image"].dim,
         **config["model_args"],
     )
-    if config["encoders"]["trainable"]:
-        model = attach_encoders(model, encoders, trainable=True)
+    if config["encoders"]["trainable"] or not config["features"]["cache"]:
+        model = attach_encoders(model, encoders, trainable=config["encoders"]["trainable"])
     with without_data_sharding():
         batches = inputs.batches_for(model, encoders, frame, config["features"], progress=progress)
 
