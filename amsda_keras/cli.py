@@ -52,7 +52,8 @@ FLAGS = {
     "--jit-compile": ("training.jit_compile", {
         "type": lambda text: {"true": True, "false": False}.get(text.lower(), text),
         "choices": CHOICES["training.jit_compile"], "metavar": "{auto,true,false}",
-        "help": "XLA for the train step (torch: torch.compile). auto: Keras' default."}),
+        "help": "XLA for the train step (torch: torch.compile). auto: Keras' default, "
+                "but off for tensorflow on a CPU, where it is slower."}),
     "--distribute": ("training.distribute", {
         "choices": CHOICES["training.distribute"],
         "help": "data-parallel: split each batch across all local devices (jax or tensorflow "

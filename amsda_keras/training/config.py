@@ -64,8 +64,8 @@ DEFAULTS = {
         # Keras dtype policy: mixed_float16 on a T4 (Keras scales the loss), mixed_bfloat16 on
         # GPUs and TPUs that have bfloat16.
         "precision": "float32",
-        # XLA for the train step: "auto" is Keras' default (XLA on tensorflow and jax when
-        # every layer supports it), true/false force it; true on torch means torch.compile.
+        # XLA for the train step: "auto" is Keras' default (XLA on jax, and on tensorflow
+        # with a GPU or TPU), true/false force it; true on torch means torch.compile.
         "jit_compile": "auto",
         # "data-parallel": split each batch across all local GPUs/TPUs (jax or tensorflow).
         "distribute": "none",

@@ -199,7 +199,7 @@ def compile_for_training(model, settings, class_weights=None):
         classification = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if not _has_auxiliary_outputs(model):
         model.compile(optimizer=optimizer, loss=classification, metrics=["accuracy"],
-                      jit_compile=settings["jit_compile"])
+                      jit_compile=_jit_compile(settings["jit_compile"]))
         return "val_accuracy"
     auxiliary = [name for name in model.output if name != LOGITS]
     model.compile(
@@ -207,9 +207,18 @@ def compile_for_training(model, settings, class_weights=None):
         loss={LOGITS: classification, **{name: OutputMean() for name in auxiliary}},
         loss_weights={LOGITS: 1.0, **{name: settings[f"{name}_weight"] for name in auxiliary}},
         metrics={LOGITS: ["accuracy"]},
-        jit_compile=settings["jit_compile"],
+        jit_compile=_jit_compile(settings["jit_compile"]),
     )
     return f"val_{LOGITS}_accuracy"
+
+
+def _jit_compile(setting):
+    """Keras' `auto`, except on tensorflow without an accelerator, where XLA made both models
+    train 1.8-2.8x slower (benchmarks/backends.py, docs/benchmarks.md)."""
+    on_cpu = not any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
+    if setting == "auto" and keras.config.backend() == "tensorflow" and on_cpu:
+        return False
+    return setting
 
 
 def _has_auxiliary_outputs(model):
