@@ -22,6 +22,7 @@ def test_metrics_match_hand_computed_values():
     assert np.isclose(metrics["macro_f1"], 2 / 3)
     assert np.isclose(metrics["weighted_f1"], 2 / 3)
     assert metrics["per_class"]["neutral"] == {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1}
+    assert metrics["confusion_matrix"] == [[2, 1, 0], [0, 1, 0], [1, 0, 1]]
 
 
 def test_reports_are_written_per_split(tmp_path):

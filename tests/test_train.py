@@ -1,10 +1,6 @@
 """End-to-end: the train and evaluate CLIs on the demo data and on a manifest with broken rows."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import keras
 import numpy as np
@@ -15,8 +11,6 @@ from PIL import Image
 
 from amsda_keras import evaluate, train
 from amsda_keras.models.baseline import build_baseline
-from amsda_keras.training.checkpoints import CHECKPOINT_DIR, latest_checkpoint
-from tests.helpers import SMALL_MAHFNET
 
 RUN_FILES = [
     "config.yaml", "splits.csv", "skipped_samples.csv", "history.csv", "training_curves.png",
@@ -198,25 +192,6 @@ def test_a_failed_run_can_be_rerun_into_its_folder_but_a_finished_one_cannot(dem
         train.main(["--model", "baseline", "--output", str(demo_run), *FAST])
 
 
-@pytest.mark.backends
-def test_mahfnet_logs_task_and_contrastive_losses_and_evaluates(tmp_path):
-    run_dir = tmp_path / "mahfnet"
-    train.main([*SMALL_MAHFNET, "--output", str(run_dir), "--epochs", "4", "--no-progress",
-                "--set", "training.contrastive_weight=0.5"])
-    history = pd.read_csv(run_dir / "history.csv")
-    assert {"logits_loss", "contrastive_loss", "val_logits_accuracy"} <= set(history.columns)
-    np.testing.assert_allclose(history["loss"],
-                               history["logits_loss"] + 0.5 * history["contrastive_loss"],
-                               rtol=1e-4)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["dev"]["accuracy"] > 0.6  # chance is 1/3
-    out = tmp_path / "eval"
-    evaluate.main(["--run", str(run_dir), "--data",
-                   yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["path"],
-                   "--output", str(out), "--no-progress"])
-    assert json.loads((out / "metrics.json").read_text())["all"]["num_samples"] == 480
-
-
 def test_seeds_write_a_summary_and_step_lr_decays(tmp_path, capsys):
     base = tmp_path / "seeds"
     args = ["--model", "baseline", "--output", str(base), "--seeds", "1,2", *FAST,
@@ -246,76 +221,3 @@ def test_bad_list_flags_are_refused_by_the_parser(flag, capsys):
     with pytest.raises(SystemExit):
         train.main(["--model", "mahfnet", *flag])
     assert "comma-separated list" in capsys.readouterr().err
-
-
-def test_mahfnet_without_contrastive_loss_trains_as_a_single_output_model(tmp_path):
-    run_dir = tmp_path / "no_contrastive"
-    train.main([*SMALL_MAHFNET, "--ablate", "hgfm,ieem,agai", "--output", str(run_dir),
-                "--epochs", "3", "--no-progress"])
-    history = pd.read_csv(run_dir / "history.csv")
-    assert "val_accuracy" in history and "contrastive_loss" not in history
-    assert json.loads((run_dir / "run.json").read_text())["best_epoch"] >= 1
-    assert json.loads((run_dir / "metrics.json").read_text())["dev"]["accuracy"] > 0.6
-
-
-SMALL_AMSDA = ["--model", "amsda", "--set", "model_args.image_projection_dim=32",
-               "--set", "model_args.text_hidden_dims=[32]", "--set", "model_args.image_hidden_dims=[32]",
-               "--set", "model_args.fusion_hidden_dims=[32]"]
-
-
-def test_amsda_fine_tunes_with_its_recipe_logs_fusion_weights_and_evaluates(tmp_path):
-    run_dir = tmp_path / "amsda"
-    train.main([*SMALL_AMSDA, "--output", str(run_dir), "--epochs", "4", "--no-progress"])
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["encoders"]["trainable"] and config["training"]["loss"] == "focal"
-    history = pd.read_csv(run_dir / "history.csv")
-    branches = [f"fusion_weight_{name}" for name in ("text", "image", "fusion")]
-    np.testing.assert_allclose(history[branches].sum(axis=1), 1.0, atol=1e-5)
-    assert (history[branches] > 0).all().all() and "learning_rate" in history
-    info = json.loads((run_dir / "run.json").read_text())
-    assert set(branches) <= set(info) and (run_dir / "fusion_weights.png").is_file()
-    assert json.loads((run_dir / "metrics.json").read_text())["dev"]["accuracy"] > 0.6
-
-    out = tmp_path / "eval"
-    evaluate.main(["--run", str(run_dir), "--data", config["data"]["path"], "--output", str(out),
-                   "--no-progress"])
-    assert json.loads((out / "metrics.json").read_text())["all"]["accuracy"] > 0.6
-
-
-@pytest.mark.backends
-def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
-    """Every kind of state: dropout seeds, Adam, ReduceLROnPlateau, early stopping and the
-    best-model checkpoint. Many short epochs, so the kill lands mid-run."""
-    epochs = 30
-    args = ["--model", "baseline", "--epochs", str(epochs), "--no-progress",
-            "--set", "training.reduce_lr_patience=2", "--set", "training.reduce_lr_factor=0.5",
-            "--set", "training.early_stopping_patience=20"]
-    uninterrupted = tmp_path / "uninterrupted"
-    train.main([*args, "--output", str(uninterrupted)])
-
-    killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "amsda_keras.train", *args, "--output", str(killed)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while latest_checkpoint(killed) is None and process.poll() is None:
-        assert time.monotonic() < deadline, "no epoch was checkpointed in 10 minutes"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read()[-3000:]
-    assert not (killed / "metrics.json").exists()
-    assert latest_checkpoint(killed)["epochs_done"] < epochs
-
-    with pytest.raises(SystemExit, match="unfinished run: continue it with `--resume"):
-        train.main([*args, "--output", str(killed)])
-    with pytest.raises(SystemExit, match="takes no other settings. Received: training.epochs"):
-        train.main(["--resume", str(killed), "--epochs", "9"])
-    train.main(["--resume", str(killed), "--no-progress"])
-    resumed, expected = (json.loads((run / "metrics.json").read_text())
-                         for run in (killed, uninterrupted))
-    for split in expected:
-        assert abs(resumed[split]["accuracy"] - expected[split]["accuracy"]) <= 0.005
-    pd.testing.assert_frame_equal(pd.read_csv(killed / "history.csv"),
-                                  pd.read_csv(uninterrupted / "history.csv"), rtol=1e-4)
-    assert not (killed / CHECKPOINT_DIR).exists()

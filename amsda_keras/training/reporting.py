@@ -14,7 +14,8 @@ FUSION_WEIGHT_PREFIX = "fusion_weight_"
 
 
 def compute_metrics(y_true, y_pred, class_names):
-    """Accuracy, weighted and macro F1 and per-class precision/recall/F1/support."""
+    """Accuracy, weighted and macro F1, per-class precision/recall/F1/support and the
+    confusion matrix (counts; rows are true classes, columns predictions)."""
     labels = list(range(len(class_names)))
     precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
@@ -32,6 +33,7 @@ def compute_metrics(y_true, y_pred, class_names):
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
         },
+        "confusion_matrix": sk_metrics.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
 
 
@@ -58,9 +60,9 @@ def write_reports(directory, predictions, class_names):
         for split, (y_true, y_pred) in predictions.items()
     ]
     (directory / "classification_report.txt").write_text("\n".join(reports))
-    for split, (y_true, y_pred) in predictions.items():
+    for split, values in results.items():
         name = "confusion_matrix.png" if split == _main_split(predictions) else f"confusion_matrix_{split}.png"
-        plot_confusion_matrix(directory / name, y_true, y_pred, class_names, title=split)
+        plot_confusion_matrix(directory / name, values["confusion_matrix"], class_names, title=split)
     return results
 
 
@@ -81,9 +83,9 @@ def markdown_table(frame):
     return "\n".join(lines) + "\n"
 
 
-def plot_confusion_matrix(path, y_true, y_pred, class_names, title=""):
+def plot_confusion_matrix(path, counts, class_names, title=""):
     """Counts and row-normalised confusion matrices side by side."""
-    counts = sk_metrics.confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
+    counts = np.asarray(counts)
     totals = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     size = 2.0 + 0.6 * len(class_names)

@@ -69,10 +69,10 @@ def summarize_runs(run_dirs):
         "runs": [str(d) for d in run_dirs],
         "seeds": seeds,
         "metrics": {
-            split: {name: _stats([m[split][name] for m in metrics]) for name in HEADLINE_METRICS}
+            split: {name: seed_stats([m[split][name] for m in metrics]) for name in HEADLINE_METRICS}
             for split in splits
         },
-        "run": {name: _stats([info[name] for info in infos]) for name in RUN_FIELDS},
+        "run": {name: seed_stats([info[name] for info in infos]) for name in RUN_FIELDS},
     }
 
 
@@ -88,7 +88,8 @@ def summary_markdown(summary):
             + markdown_table(table))
 
 
-def _stats(values):
+def seed_stats(values):
+    """Mean, sample standard deviation (0 for one value) and the values themselves."""
     values = [float(v) for v in values]
     std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     return {"mean": float(np.mean(values)), "std": std, "values": values}

@@ -1,0 +1,90 @@
+"""The reproduce report: each table's commands, numbers and figures, as Markdown."""
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+from amsda_keras.results import tables as results
+from amsda_keras.training.reporting import markdown_table
+
+FIGURES = "figures"
+
+
+def write_report(tables, output, seeds, docs=None, progress=True):
+    """Writes `<output>/tables.md` and its figures; with `docs`, also updates that file.
+
+    Args:
+        tables: the `Table`s to report.
+        output: the reproduce run folder (`<output>/<row.key>/summary.json`).
+        seeds: the seeds the rows were asked to train with (shown in the commands).
+        docs: optional Markdown file whose `<!-- reproduce:NAME -->` blocks get the tables;
+            its figures go to `<docs folder>/figures`.
+        progress: whether to show progress bars (attention maps load the data).
+    """
+    output = Path(output)
+    figures = output / FIGURES
+    blocks = {table.name: table_block(table, output, seeds, figures, progress)
+              for table in tables}
+    report = "".join(f"## {name}\n\n{block}\n" for name, block in blocks.items())
+    (output / "tables.md").write_text(report)
+    print(report + f"\nReport written to {output / 'tables.md'}")
+    if docs:
+        docs = Path(docs)
+        docs.write_text(replace_blocks(docs.read_text(), blocks))
+        if figures.is_dir():
+            shutil.copytree(figures, docs.parent / FIGURES, dirs_exist_ok=True)
+        print(f"Tables {', '.join(blocks)} updated in {docs}, figures in "
+              f"{docs.parent / FIGURES}")
+
+
+def table_block(table, output, seeds, figures, progress):
+    """One table's Markdown: caption, commands, the table and its family's best row."""
+    commands = [f"python -m amsda_keras.train {shlex.join(row.train_argv(seeds, output))}"
+                for row in table.rows if not row.majority_of]
+    parts = [f"{table.caption} Mean ± sample standard deviation over seeds "
+             f"{', '.join(map(str, seeds))}; wall time is per seed, on this machine.\n",
+             "```bash\n" + "\n".join(commands) + "\n```\n",
+             markdown_table(results.results_frame(output, table))]
+    best = results.best_row(output, table) if table.family else None
+    if best:
+        summary = results.load_summary(output, best)
+        figures.mkdir(parents=True, exist_ok=True)
+        confusion = figures / f"confusion_{table.name}.png"
+        results.plot_summed_confusion(confusion, summary, title=f"{best.label} (dev)")
+        parts += [f"Best {table.family} row by mean dev accuracy: **{best.label}**. Per class "
+                  f"(dev, mean ± std over seeds); confusion matrix summed over the seeds:\n",
+                  markdown_table(results.per_class_frame(summary)),
+                  f"![{best.label} confusion matrix]({FIGURES}/{confusion.name})\n"]
+    if table.family == "MAHFNet":
+        heatmap = attention_figure(output, table.rows[0], figures, progress)
+        if heatmap:
+            parts.append(f"![AGAI attention of {table.rows[0].label} on a dev sample]"
+                         f"({FIGURES}/{heatmap.name})\n")
+    return "\n".join(parts)
+
+
+def attention_figure(output, row, figures, progress):
+    """The AGAI heatmap of the first dev sample, from the row's first seed run."""
+    from amsda_keras.training.attention_maps import write_attention_maps
+
+    summary = results.load_summary(output, row)
+    if not summary:
+        return None
+    figures.mkdir(parents=True, exist_ok=True)
+    (path,) = write_attention_maps(summary["runs"][0], split="dev", count=1,
+                                   output=figures, progress=progress)
+    return path.rename(figures / f"attention_{row.key}.png")
+
+
+def replace_blocks(text, blocks):
+    """Replaces each `<!-- reproduce:NAME -->...<!-- /reproduce:NAME -->` block's content."""
+    for name, content in blocks.items():
+        pattern = re.compile(rf"(<!-- reproduce:{re.escape(name)} -->\n).*?(<!-- /reproduce:"
+                             rf"{re.escape(name)} -->)", re.DOTALL)
+        if not pattern.search(text):
+            raise ValueError(f"--docs: no `<!-- reproduce:{name} -->` ... "
+                             f"`<!-- /reproduce:{name} -->` block to replace.")
+        text = pattern.sub(lambda match: match.group(1) + content + match.group(2), text)
+    return text
+

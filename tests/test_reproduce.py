@@ -1,0 +1,100 @@
+"""`python -m amsda_keras.reproduce`: rows to commands, seed summaries to tables and figures."""
+
+import json
+
+import numpy as np
+import pytest
+
+from amsda_keras import reproduce
+from amsda_keras.results import tables
+from amsda_keras.results.experiments import EXPERIMENTS, Row, Table
+from amsda_keras.results.report import replace_blocks
+from tests.helpers import SMALL_MAHFNET
+
+FAST = ("--epochs", "1", "--set", "encoders.sequence_length=16")
+DEMO_TABLES = (
+    Table("main", "Demo data.", (
+        Row("majority", "majority class", (), majority_of="both"),
+        Row("text", "baseline, text", ("--model", "baseline", "--modality", "text", *FAST)),
+        Row("both", "baseline, text + image", ("--model", "baseline", *FAST), paper=(0.7, 0.6)),
+    ), family="baseline"),
+    Table("mahfnet", "Demo data, small MAHFNet.", (
+        Row("mahfnet", "MAHFNet", (*SMALL_MAHFNET, *FAST)),
+        Row("gpu_only", "MAHFNet, fine-tuned", (*SMALL_MAHFNET, "--train-encoders"),
+            needs_gpu=True),
+    ), family="MAHFNet"),
+)
+
+
+def test_rows_are_trained_once_and_gpu_rows_only_when_asked(capsys):
+    shared = Row("a", "A", ("--model", "baseline"))
+    duplicated = (Table("one", "", (shared, Row("gpu", "G", (), needs_gpu=True))),
+                  Table("two", "", (shared, Row("b", "B", ()))))
+    assert [r.key for r in reproduce.rows_to_train(duplicated, None, all_rows=False)] == ["a", "b"]
+    assert "skipping gpu" in capsys.readouterr().out
+    assert [r.key for r in reproduce.rows_to_train(duplicated, None, all_rows=True)] == [
+        "a", "gpu", "b"]
+    assert [r.key for r in reproduce.rows_to_train(duplicated, ["b"], all_rows=False)] == ["b"]
+    with pytest.raises(ValueError, match=r"--rows: unknown \['c'\]"):
+        reproduce.rows_to_train(duplicated, ["c"], all_rows=False)
+    assert shared.train_argv([1, 2], "out") == [
+        "--model", "baseline", "--seeds", "1,2", "--output", "out/a"]
+
+
+def test_every_mvsa_single_row_parses_as_train_flags():
+    from amsda_keras.train import build_parser
+
+    for table in EXPERIMENTS["mvsa_single"]:
+        for row in table.rows:
+            if not row.majority_of:
+                build_parser().parse_args(row.train_argv([1], "runs/x"))
+
+
+def test_majority_class_comes_from_the_training_split_counts(tmp_path):
+    run = tmp_path / "source" / "seed-1"
+    run.mkdir(parents=True)
+    counts = {"train": (5, 2, 3), "dev": (3, 1, 2)}
+    metrics = {split: {"per_class": {name: {"support": n} for name, n in zip("abc", values)}}
+               for split, values in counts.items()}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "source" / "summary.json").write_text(json.dumps({"runs": [str(run)]}))
+    summary = tables.majority_summary(tmp_path, "source")["metrics"]["dev"]
+    assert summary["accuracy"]["mean"] == 0.5
+    np.testing.assert_allclose(summary["weighted_f1"]["mean"], 0.5 * (2 * 0.5 / 1.5))
+    np.testing.assert_allclose(summary["macro_f1"]["mean"], (2 * 0.5 / 1.5) / 3)
+    assert tables.majority_summary(tmp_path, "absent") is None
+
+
+def test_docs_blocks_are_replaced_and_a_missing_block_is_named():
+    text = "intro\n<!-- reproduce:main -->\nold\n<!-- /reproduce:main -->\nend\n"
+    assert replace_blocks(text, {"main": "new\n"}) == (
+        "intro\n<!-- reproduce:main -->\nnew\n<!-- /reproduce:main -->\nend\n")
+    with pytest.raises(ValueError, match="no `<!-- reproduce:amsda -->`"):
+        replace_blocks(text, {"amsda": "x"})
+
+
+def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(EXPERIMENTS, "demo", DEMO_TABLES)
+    output = tmp_path / "runs"
+    docs = tmp_path / "docs" / "results.md"
+    docs.parent.mkdir()
+    docs.write_text("# Results\n<!-- reproduce:main -->\n<!-- /reproduce:main -->\n"
+                    "<!-- reproduce:mahfnet -->\n<!-- /reproduce:mahfnet -->\n")
+    args = ["demo", "--seeds", "1,2", "--output", str(output), "--no-progress"]
+    reproduce.main([*args, "--rows", "text,both"])
+    out = capsys.readouterr().out
+    assert "python -m amsda_keras.train --model baseline --modality text" in out
+    assert "not run" in (output / "tables.md").read_text()  # mahfnet is not trained yet
+
+    reproduce.main([*args, "--docs", str(docs)])
+    out = capsys.readouterr().out
+    assert out.count("reusing the finished run") == 4 and "skipping gpu_only" in out
+    report = docs.read_text()
+    both = json.loads((output / "both" / "summary.json").read_text())["metrics"]["dev"]
+    accuracy = both["accuracy"]
+    assert f"| {accuracy['mean']:.3f} ± {accuracy['std']:.3f} |" in report
+    assert "| 0.7000 / 0.6000 |" in report and "--seeds 1,2 --output" in report
+    assert report.count("not run") == 3  # the GPU row's three metrics
+    for name in ("confusion_main.png", "confusion_mahfnet.png", "attention_mahfnet.png"):
+        assert (docs.parent / "figures" / name).stat().st_size > 0
+        assert f"figures/{name}" in report

@@ -1,0 +1,52 @@
+"""`--resume`: a run killed mid-training continues to the result of an uninterrupted one."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from amsda_keras import train
+from amsda_keras.training.checkpoints import CHECKPOINT_DIR, latest_checkpoint
+
+
+@pytest.mark.backends
+def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
+    """Every kind of state: dropout seeds, Adam, ReduceLROnPlateau, early stopping and the
+    best-model checkpoint. Many short epochs, so the kill lands mid-run."""
+    epochs = 30
+    args = ["--model", "baseline", "--epochs", str(epochs), "--no-progress",
+            "--set", "training.reduce_lr_patience=2", "--set", "training.reduce_lr_factor=0.5",
+            "--set", "training.early_stopping_patience=20"]
+    uninterrupted = tmp_path / "uninterrupted"
+    train.main([*args, "--output", str(uninterrupted)])
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "amsda_keras.train", *args, "--output", str(killed)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while latest_checkpoint(killed) is None and process.poll() is None:
+        assert time.monotonic() < deadline, "no epoch was checkpointed in 10 minutes"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read()[-3000:]
+    assert not (killed / "metrics.json").exists()
+    assert latest_checkpoint(killed)["epochs_done"] < epochs
+
+    with pytest.raises(SystemExit, match="unfinished run: continue it with `--resume"):
+        train.main([*args, "--output", str(killed)])
+    with pytest.raises(SystemExit, match="takes no other settings. Received: training.epochs"):
+        train.main(["--resume", str(killed), "--epochs", "9"])
+    train.main(["--resume", str(killed), "--no-progress"])
+    resumed, expected = (json.loads((run / "metrics.json").read_text())
+                         for run in (killed, uninterrupted))
+    for split in expected:
+        assert abs(resumed[split]["accuracy"] - expected[split]["accuracy"]) <= 0.005
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "history.csv"),
+                                  pd.read_csv(uninterrupted / "history.csv"), rtol=1e-4)
+    assert not (killed / CHECKPOINT_DIR).exists()
