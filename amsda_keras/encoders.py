@@ -102,10 +102,15 @@ class Encoder:
                 layer.trainable = False
 
     def fingerprint(self):
-        """A hash of the architecture, the weights and the preprocessing config."""
+        """A hash of the architecture, the weights and the preprocessing config.
+
+        Layer names are left out: Keras numbers them per process (`..._preprocessor_1` for
+        the second encoder built), and they do not change the features.
+        """
         digest = hashlib.sha256()
-        digest.update(json.dumps(self.backbone.get_config(), sort_keys=True, default=str).encode())
-        digest.update(json.dumps(self.preprocessor.get_config(), sort_keys=True, default=str).encode())
+        for part in (self.backbone, self.preprocessor):
+            config = _without_layer_names(part.get_config())
+            digest.update(json.dumps(config, sort_keys=True, default=str).encode())
         for weight in self.backbone.weights:
             digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
         return digest.hexdigest()
@@ -345,3 +350,13 @@ def _keras_application(name, weights, image_size, spec):
     return application(
         include_top=False, weights=weights, input_shape=(image_size, image_size, 3)
     )
+
+
+def _without_layer_names(config):
+    """`config` with the `name` of every layer config (a dict that also has `dtype`) removed."""
+    if isinstance(config, dict):
+        return {key: _without_layer_names(value) for key, value in config.items()
+                if not (key == "name" and "dtype" in config)}
+    if isinstance(config, (list, tuple)):
+        return [_without_layer_names(value) for value in config]
+    return config

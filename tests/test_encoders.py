@@ -6,7 +6,12 @@ import pytest
 import tensorflow as tf
 
 from amsda_keras import encoders
-from amsda_keras.encoders import EncoderUnavailableError, build_image_encoder, build_text_encoder
+from amsda_keras.encoders import (
+    EncoderUnavailableError,
+    _without_layer_names,
+    build_image_encoder,
+    build_text_encoder,
+)
 
 TEXTS = ["a happy sunny day", "an awful rainy day", "the paper on the table"]
 
@@ -55,11 +60,27 @@ def test_saved_tiny_encoder_reloads_identically(tmp_path):
     )
 
 
-def test_fingerprint_follows_weights_and_preprocessing():
+def test_fingerprint_follows_weights_and_preprocessing(tmp_path):
     first = build_image_encoder("tiny", image_size=32)
     second = build_image_encoder("tiny", image_size=32)
     assert first.fingerprint() != second.fingerprint()  # other random weights
     assert first.fingerprint() == first.fingerprint()
+    first.save(tmp_path / "image")
+    again = [build_image_encoder(str(tmp_path / "image"), image_size=size) for size in (32, 48)]
+    assert again[0].fingerprint() == first.fingerprint() != again[1].fingerprint()
+
+
+def test_fingerprint_ignores_layer_names_but_not_dtypes():
+    # Keras numbers layers built again in one process (`..._preprocessor_1`); a fingerprint
+    # that followed the names would re-extract the features in every run after the first.
+    def config(name, dtype):
+        return {"name": name, "dtype": {"class_name": "DTypePolicy", "config": {"name": dtype}},
+                "sequence_length": 64}
+
+    assert _without_layer_names(config("preprocessor", "float32")) == _without_layer_names(
+        config("preprocessor_1", "float32"))
+    assert _without_layer_names(config("preprocessor", "float32")) != _without_layer_names(
+        config("preprocessor", "float16"))
 
 
 def test_offline_hub_fails_fast_with_a_local_folder_hint(monkeypatch):

@@ -1,0 +1,1 @@
+"""Results tables: the experiments behind docs/results.md and the report built from their runs."""
