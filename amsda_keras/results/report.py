@@ -51,7 +51,8 @@ def table_block(table, output, seeds, figures, progress):
         summary = results.load_summary(output, best)
         figures.mkdir(parents=True, exist_ok=True)
         confusion = figures / f"confusion_{table.name}.png"
-        results.plot_summed_confusion(confusion, summary, title=f"{best.label} (dev)")
+        results.plot_summed_confusion(
+            confusion, summary, title=f"{best.label}, dev, {len(summary['runs'])} seeds")
         parts += [f"Best {table.family} row by mean dev accuracy: **{best.label}**. Per class "
                   f"(dev, mean ± std over seeds); confusion matrix summed over the seeds:\n",
                   markdown_table(results.per_class_frame(summary)),

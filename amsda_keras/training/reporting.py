@@ -101,7 +101,7 @@ def plot_confusion_matrix(path, counts, class_names, title=""):
                       color="white" if dark else "black")
         ticks = range(len(class_names))
         axes.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
-                 title=f"{title} ({label})")
+                 title=f"{title}\n{label}" if title else label)
         axes.set_xticklabels(class_names, rotation=45, ha="right")
         axes.set_yticklabels(class_names)
     figure.tight_layout()
