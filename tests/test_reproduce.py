@@ -9,7 +9,6 @@ from amsda_keras import reproduce
 from amsda_keras.results import tables
 from amsda_keras.results.experiments import EXPERIMENTS, Row, Table
 from amsda_keras.results.report import replace_blocks
-from tests.helpers import SMALL_MAHFNET
 
 FAST = ("--epochs", "1", "--set", "encoders.sequence_length=16")
 DEMO_TABLES = (
@@ -17,12 +16,9 @@ DEMO_TABLES = (
         Row("majority", "majority class", (), majority_of="both"),
         Row("text", "baseline, text", ("--model", "baseline", "--modality", "text", *FAST)),
         Row("both", "baseline, text + image", ("--model", "baseline", *FAST), paper=(0.7, 0.6)),
-    ), family="baseline"),
-    Table("mahfnet", "Demo data, small MAHFNet.", (
-        Row("mahfnet", "MAHFNet", (*SMALL_MAHFNET, *FAST)),
-        Row("gpu_only", "MAHFNet, fine-tuned", (*SMALL_MAHFNET, "--train-encoders"),
+        Row("gpu_only", "baseline, fine-tuned", ("--model", "baseline", "--train-encoders"),
             needs_gpu=True),
-    ), family="MAHFNet"),
+    ), family="baseline"),
 )
 
 
@@ -78,13 +74,12 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     output = tmp_path / "runs"
     docs = tmp_path / "docs" / "results.md"
     docs.parent.mkdir()
-    docs.write_text("# Results\n<!-- reproduce:main -->\n<!-- /reproduce:main -->\n"
-                    "<!-- reproduce:mahfnet -->\n<!-- /reproduce:mahfnet -->\n")
+    docs.write_text("# Results\n<!-- reproduce:main -->\n<!-- /reproduce:main -->\n")
     args = ["demo", "--seeds", "1,2", "--output", str(output), "--no-progress"]
     reproduce.main([*args, "--rows", "text,both"])
     out = capsys.readouterr().out
     assert "python -m amsda_keras.train --model baseline --modality text" in out
-    assert "not run" in (output / "tables.md").read_text()  # mahfnet is not trained yet
+    assert "baseline, text + image | 0." in (output / "tables.md").read_text()
 
     reproduce.main([*args, "--docs", str(docs)])
     out = capsys.readouterr().out
@@ -95,6 +90,5 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     assert f"| {accuracy['mean']:.3f} ± {accuracy['std']:.3f} |" in report
     assert "| 0.7000 / 0.6000 |" in report and "--seeds 1,2 --output" in report
     assert report.count("not run") == 3  # the GPU row's three metrics
-    for name in ("confusion_main.png", "confusion_mahfnet.png", "attention_mahfnet.png"):
-        assert (docs.parent / "figures" / name).stat().st_size > 0
-        assert f"figures/{name}" in report
+    assert (docs.parent / "figures" / "confusion_main.png").stat().st_size > 0
+    assert "figures/confusion_main.png" in report
