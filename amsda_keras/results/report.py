@@ -40,36 +40,37 @@ def write_report(tables, output, seeds, docs=None, progress=True):
 
 def table_block(table, output, seeds, figures, progress):
     """One table's Markdown: caption, commands, the table and its family's best row."""
+    summaries = results.load_summaries(output, table)
     commands = [f"python -m amsda_keras.train {shlex.join(row.train_argv(seeds, output))}"
                 for row in table.rows if not row.majority_of]
     parts = [f"{table.caption} Mean ± sample standard deviation over seeds "
              f"{', '.join(map(str, seeds))}; wall time is per seed, on this machine.\n",
              "```bash\n" + "\n".join(commands) + "\n```\n",
-             markdown_table(results.results_frame(output, table))]
-    best = results.best_row(output, table) if table.family else None
+             markdown_table(results.results_frame(table, summaries))]
+    best = results.best_row(table, summaries) if table.family else None
     if best:
-        summary = results.load_summary(output, best)
+        metrics = results.seed_metrics(summaries[best.key])
         figures.mkdir(parents=True, exist_ok=True)
         confusion = figures / f"confusion_{table.name}.png"
         results.plot_summed_confusion(
-            confusion, summary, title=f"{best.label}, dev, {len(summary['runs'])} seeds")
+            confusion, metrics, title=f"{best.label}, dev, {len(metrics)} seeds")
         parts += [f"Best {table.family} row by mean dev accuracy: **{best.label}**. Per class "
                   f"(dev, mean ± std over seeds); confusion matrix summed over the seeds:\n",
-                  markdown_table(results.per_class_frame(summary)),
+                  markdown_table(results.per_class_frame(metrics)),
                   f"![{best.label} confusion matrix]({FIGURES}/{confusion.name})\n"]
     if table.family == "MAHFNet":
-        heatmap = attention_figure(output, table.rows[0], figures, progress)
+        heatmap = attention_figure(summaries[table.rows[0].key], table.rows[0], figures,
+                                   progress)
         if heatmap:
             parts.append(f"![AGAI attention of {table.rows[0].label} on a dev sample]"
                          f"({FIGURES}/{heatmap.name})\n")
     return "\n".join(parts)
 
 
-def attention_figure(output, row, figures, progress):
+def attention_figure(summary, row, figures, progress):
     """The AGAI heatmap of the first dev sample, from the row's first seed run."""
     from amsda_keras.training.attention_maps import write_attention_maps
 
-    summary = results.load_summary(output, row)
     if not summary:
         return None
     figures.mkdir(parents=True, exist_ok=True)

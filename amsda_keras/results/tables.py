@@ -54,13 +54,18 @@ def majority_summary(output, source_key):
     }
 
 
-def results_frame(output, table):
+def load_summaries(output, table):
+    """`{row.key: summary or None}` for every row of `table`, each read once."""
+    return {row.key: load_summary(output, row) for row in table.rows}
+
+
+def results_frame(table, summaries):
     """One line per row: dev accuracy, weighted and macro F1 (mean ± std), best epoch,
     trainable parameters, wall time per seed, the paper's accuracy / F1 and, for A-MSDA,
-    the learned fusion weights."""
+    the learned fusion weights. `summaries` comes from `load_summaries`."""
     lines = []
     for row in table.rows:
-        summary = load_summary(output, row)
+        summary = summaries[row.key]
         line = {"model": row.label}
         metrics = summary["metrics"][SPLIT] if summary else {}
         for name, column in (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"),
@@ -88,18 +93,22 @@ def fusion_weights_cell(summary):
     return " / ".join(f"{np.mean([info[name] for info in infos]):.3f}" for name in names)
 
 
-def best_row(output, table):
+def best_row(table, summaries):
     """The table's trained row with the highest mean dev accuracy, or `None`."""
-    scored = [(summary["metrics"][SPLIT]["accuracy"]["mean"], row)
-              for row in table.rows if not row.majority_of
-              for summary in [load_summary(output, row)] if summary]
+    scored = [(summaries[row.key]["metrics"][SPLIT]["accuracy"]["mean"], row)
+              for row in table.rows if not row.majority_of and summaries[row.key]]
     return max(scored, key=lambda pair: pair[0])[1] if scored else None
 
 
-def per_class_frame(summary):
-    """Dev precision, recall and F1 per class, mean ± std over the seeds, with support."""
-    metrics = [json.loads((Path(run) / "metrics.json").read_text())[SPLIT]
-               for run in summary["runs"]]
+def seed_metrics(summary):
+    """The dev metrics of each seed run of `summary`, from their `metrics.json`."""
+    return [json.loads((Path(run) / "metrics.json").read_text())[SPLIT]
+            for run in summary["runs"]]
+
+
+def per_class_frame(metrics):
+    """Dev precision, recall and F1 per class, mean ± std over the seeds, with support.
+    `metrics` comes from `seed_metrics`."""
     lines = []
     for name, first in metrics[0]["per_class"].items():
         line = {"class": name}
@@ -110,10 +119,9 @@ def per_class_frame(summary):
     return pd.DataFrame(lines)
 
 
-def plot_summed_confusion(path, summary, title):
-    """The dev confusion matrices of all seeds, summed, as counts and normalised by class."""
-    metrics = [json.loads((Path(run) / "metrics.json").read_text())[SPLIT]
-               for run in summary["runs"]]
+def plot_summed_confusion(path, metrics, title):
+    """The dev confusion matrices of all seeds (`seed_metrics`), summed, as counts and
+    normalised by class."""
     counts = np.sum([m["confusion_matrix"] for m in metrics], axis=0)
     plot_confusion_matrix(path, counts, list(metrics[0]["per_class"]), title=title)
 
