@@ -37,6 +37,8 @@ def test_demo_run_folder_is_complete_and_beats_chance(demo_run):
         "train": 0.8, "dev": 0.1, "test": 0.1}
     history = pd.read_csv(demo_run / "history.csv")
     assert len(history) == 8 and {"loss", "val_accuracy"} <= set(history.columns)
+    # The metrics are the best epoch's: model.keras's weights were loaded back.
+    assert metrics["dev"]["accuracy"] == pytest.approx(history["val_accuracy"].max(), abs=1e-6)
     assert (demo_run / "encoders" / "text").is_dir()
 
 

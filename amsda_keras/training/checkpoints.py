@@ -103,10 +103,9 @@ def latest_checkpoint(run_dir):
 
 
 def restore_training_state(model, checkpoint):
-    """Loads a checkpoint's weights, optimizer variables and seed states into a compiled model."""
+    """Loads a checkpoint's weights, optimizer variables and seed states into a compiled model
+    whose optimizer variables exist (`run.build_training_state`)."""
     folder = Path(checkpoint["folder"])
-    # The optimizer's variables must exist before they can be loaded.
-    model.optimizer.build(model.trainable_variables)
     model.load_weights(folder / WEIGHTS_FILE)
     with np.load(folder / SEED_STATES_FILE) as saved:
         count = sum(name.startswith("arr_") for name in saved.files)
