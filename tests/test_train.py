@@ -138,12 +138,14 @@ def test_demo_trains(train_encoders, tmp_path):
     run_dir = tmp_path / "run"
     args = ["--model", "baseline", "--output", str(run_dir), "--epochs", "6", "--no-progress"]
     if train_encoders:
-        args += ["--train-encoders", "--set", "encoders.sequence_length=16", "--jit-compile", "false"]
+        # `auto`: XLA on jax only; eager jax trains the encoders 2.6x slower.
+        args += ["--train-encoders", "--set", "encoders.sequence_length=16"]
+    else:
+        args += ["--jit-compile", "false"]
     train.main(args)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["backend"] == keras.config.backend()
-    if train_encoders:
-        assert info["jit_compile"] is False
+    assert info["jit_compile"] is (train_encoders and keras.config.backend() == "jax")
     head = build_baseline(num_classes=3, text_dim=16, image_dim=16).count_params()
     if train_encoders:
         assert info["trainable_parameters"] > head  # the tiny encoders are trained too
