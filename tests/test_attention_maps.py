@@ -101,3 +101,13 @@ def test_model_without_agai_is_refused(encoders, image_path):
                           image_dim=encoders["image"].dim, ablate=["agai"], **SMALL)
     with pytest.raises(ValueError, match="needs the AGAI block"):
         compute_attention_maps(model, encoders, "happy", image_path)
+
+
+def test_the_reproduce_report_puts_only_the_heatmap_in_its_figures(mahfnet_run, tmp_path):
+    from amsda_keras.results.experiments import MAHFNET_FULL
+    from amsda_keras.results.report import attention_figure
+
+    figures = tmp_path / "figures"
+    path = attention_figure({"runs": [str(mahfnet_run)]}, MAHFNET_FULL, figures, progress=False)
+    assert list(figures.iterdir()) == [path] and path.name == "attention_mahfnet.png"
+    assert Image.open(path).size[0] > 0

@@ -3,6 +3,7 @@
 import re
 import shlex
 import shutil
+import tempfile
 from pathlib import Path
 
 from amsda_keras.results import tables as results
@@ -74,9 +75,11 @@ def attention_figure(summary, row, figures, progress):
     if not summary:
         return None
     figures.mkdir(parents=True, exist_ok=True)
-    (path,) = write_attention_maps(summary["runs"][0], split="dev", count=1,
-                                   output=figures, progress=progress)
-    return path.rename(figures / f"attention_{row.key}.png")
+    # Its own folder: write_attention_maps also lists skipped samples there.
+    with tempfile.TemporaryDirectory() as folder:
+        (path,) = write_attention_maps(summary["runs"][0], split="dev", count=1,
+                                       output=folder, progress=progress)
+        return Path(shutil.move(path, figures / f"attention_{row.key}.png"))
 
 
 def replace_blocks(text, blocks):
