@@ -82,23 +82,3 @@ def test_unknown_ablation_is_named():
         build_mahfnet(num_classes=3, text_dim=4, image_dim=4, ablate=["attention"])
     assert "agai" in ABLATIONS
 
-
-def test_built_training_state_lets_fit_trace_the_train_step_once():
-    tf = pytest.importorskip("tensorflow")
-    if keras.config.backend() != "tensorflow":
-        pytest.skip("tf.function tracing is tensorflow's")
-    from amsda_keras.training.config import DEFAULTS
-    from amsda_keras.training.run import build_training_state, compile_for_training, with_targets
-
-    model = build_mahfnet(num_classes=3, text_dim=12, image_dim=10, **TINY)
-    compile_for_training(model, DEFAULTS["training"])
-    data = with_targets(model, tf.data.Dataset.from_tensor_slices(
-        (_inputs(batch=8), np.arange(8) % 3)).batch(4))
-    build_training_state(model, data)
-    assert model.optimizer.built
-    traces = []
-    train_step = model.train_step
-    # Inside tf.function, Python code runs only while the step is traced.
-    model.train_step = lambda batch: traces.append(1) or train_step(batch)
-    model.fit(data, epochs=2, shuffle=False, verbose=0)
-    assert len(traces) == 1

@@ -1,6 +1,7 @@
 """`python -m amsda_keras.reproduce`: rows to commands, seed summaries to tables and figures."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +47,12 @@ def test_every_mvsa_single_row_parses_as_train_flags():
                 build_parser().parse_args(row.train_argv([1], "runs/x"))
 
 
+def test_docs_results_has_a_block_for_every_mvsa_single_table():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    for table in EXPERIMENTS["mvsa_single"]:
+        assert f"<!-- reproduce:{table.name} -->" in text, table.name
+
+
 def test_majority_class_comes_from_the_training_split_counts(tmp_path):
     run = tmp_path / "source" / "seed-1"
     run.mkdir(parents=True)
@@ -79,7 +86,7 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     reproduce.main([*args, "--rows", "text,both"])
     out = capsys.readouterr().out
     assert "python -m amsda_keras.train --model baseline --modality text" in out
-    assert "baseline, text + image | 0." in (output / "tables.md").read_text()
+    assert "baseline, text + image | 2 | 0." in (output / "tables.md").read_text()
 
     reproduce.main([*args, "--docs", str(docs)])
     out = capsys.readouterr().out

@@ -225,3 +225,25 @@ def test_bad_list_flags_are_refused_by_the_parser(flag, capsys):
     with pytest.raises(SystemExit):
         train.main(["--model", "mahfnet", *flag])
     assert "comma-separated list" in capsys.readouterr().err
+
+
+def test_built_training_state_lets_fit_trace_the_train_step_once():
+    if keras.config.backend() != "tensorflow":
+        pytest.skip("tf.function tracing is tensorflow's")
+    import tensorflow as tf
+
+    from amsda_keras.training.config import DEFAULTS
+    from amsda_keras.training.run import build_training_state, compile_for_training
+
+    model = build_baseline(num_classes=3, text_dim=4, image_dim=4, hidden_dim=8)
+    compile_for_training(model, DEFAULTS["training"])
+    features = {name: np.ones((8, 4), "float32") for name in model.input}
+    data = tf.data.Dataset.from_tensor_slices((features, np.arange(8) % 3)).batch(4)
+    build_training_state(model, data)
+    assert model.optimizer.built
+    traces = []
+    train_step = model.train_step
+    # Inside tf.function, Python code runs only while the step is traced.
+    model.train_step = lambda batch: traces.append(1) or train_step(batch)
+    model.fit(data, epochs=2, shuffle=False, verbose=0)
+    assert len(traces) == 1

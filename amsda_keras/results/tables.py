@@ -60,13 +60,14 @@ def load_summaries(output, table):
 
 
 def results_frame(table, summaries):
-    """One line per row: dev accuracy, weighted and macro F1 (mean ± std), best epoch,
+    """One line per row: seeds run, dev accuracy, weighted and macro F1 (mean ± std), best epoch,
     trainable parameters, wall time per seed, the paper's accuracy / F1 and, for A-MSDA,
     the learned fusion weights. `summaries` comes from `load_summaries`."""
     lines = []
     for row in table.rows:
         summary = summaries[row.key]
-        line = {"model": row.label}
+        trained = summary and not row.majority_of
+        line = {"model": row.label, "seeds": len(summary["runs"]) if trained else ""}
         metrics = summary["metrics"][SPLIT] if summary else {}
         for name, column in (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"),
                              ("macro_f1", "macro F1")):
