@@ -48,7 +48,7 @@ from amsda_keras.cli import comma_list
 from amsda_keras.data.pipeline import feature_dataset
 from amsda_keras.models.amsda import build_amsda
 from amsda_keras.models.mahfnet import build_mahfnet
-from amsda_keras.training.run import compile_for_training, with_targets
+from amsda_keras.training.run import build_training_state, compile_for_training, with_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (EpochTimer, device_name, keep_tensorflow_off_the_gpu,  # noqa: E402
@@ -102,10 +102,11 @@ def measure(model_name, jit_compile, samples, batch_size, epochs):
     with tempfile.TemporaryDirectory() as folder:
         model, data, settings = SETUPS[model_name](Path(folder), frame, rng, batch_size)
         compile_for_training(model, {**settings, "jit_compile": jit_compile})
+        data = with_targets(model, data)
+        build_training_state(model, data)
         timer = EpochTimer()
         try:
-            history = model.fit(with_targets(model, data), epochs=epochs, callbacks=[timer],
-                                verbose=0)
+            history = model.fit(data, epochs=epochs, callbacks=[timer], verbose=0)
         except Exception as error:  # e.g. torch.compile failing on a layer
             message = (str(error).strip().splitlines() or [""])[0]
             return {**row, "status": f"unsupported: {type(error).__name__}: {message}"}

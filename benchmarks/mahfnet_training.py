@@ -37,7 +37,7 @@ from amsda_keras import encoders
 from amsda_keras.data.pipeline import feature_dataset
 from amsda_keras.models.compose import attach_encoders
 from amsda_keras.models.mahfnet import build_mahfnet
-from amsda_keras.training.run import compile_for_training, with_targets
+from amsda_keras.training.run import build_training_state, compile_for_training, with_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (EpochTimer, device_name, keep_tensorflow_off_the_gpu,  # noqa: E402
@@ -87,8 +87,10 @@ def cached_features(folder, count, rng):
 
 def timed_fit(model, dataset, epochs, jit_compile):
     compile_for_training(model, training_settings(learning_rate=1e-4, jit_compile=jit_compile))
+    dataset = with_targets(model, dataset)
+    build_training_state(model, dataset)
     timer = EpochTimer()
-    model.fit(with_targets(model, dataset), epochs=epochs, callbacks=[timer], verbose=0)
+    model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
     return timer.seconds
 
 

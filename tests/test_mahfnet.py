@@ -81,4 +81,3 @@ def test_unknown_ablation_is_named():
     with pytest.raises(ValueError, match="`ablate` takes names from"):
         build_mahfnet(num_classes=3, text_dim=4, image_dim=4, ablate=["attention"])
     assert "agai" in ABLATIONS
-
