@@ -34,6 +34,10 @@ FLAGS = {
         "action": "store_const", "const": False,
         "help": "Freeze the encoders: features are cached once and only the head trains "
                 "(default for baseline and mahfnet)."}),
+    "--train-text-layers": ("encoders.text_trainable_layers", {
+        "type": int, "metavar": "N",
+        "help": "With frozen encoders: also train the text encoder's last N transformer "
+                "layers (features are cached below them). Default 0."}),
     "--modality": ("model_args.modality", {
         "choices": ("text", "image", "both"), "help": "Baseline inputs."}),
     "--ablate": ("model_args.ablate", {

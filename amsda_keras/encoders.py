@@ -16,6 +16,10 @@ A spec is one of:
 Every encoder returns token (or patch) features, a padding mask for text, and a pooled vector,
 and carries the preprocessing that goes with it: a keras-hub text preprocessor (strings to
 token ids) or an image converter (resize + per-encoder normalisation).
+
+A text encoder built with `trainable_layers=N` is split in two: its feature model stops below
+the last N transformer layers (so the cache holds that layer's tokens), and `Encoder.top` holds
+copies of those N layers, which the model trains (`models.compose.attach_encoder_tops`).
 """
 
 import collections
@@ -78,6 +82,9 @@ class Encoder:
         preset_parts: the keras-hub objects `save` writes; `()` means `backbone` and
             `preprocessor`. A CLIP encoder's backbone is one half of a `CLIPBackbone`, which
             cannot be saved alone, so it saves the whole `CLIPBackbone`.
+        top: None, or the backbone's last transformer layers (copies with the pretrained
+            weights) as a `keras.Model` from `{"tokens", "mask"}` (the `feature_model`'s
+            outputs, which then stop below these layers) to `{"tokens", "pooled"}`.
     """
 
     modality: str
@@ -86,6 +93,7 @@ class Encoder:
     preprocessor: keras.layers.Layer
     feature_model: keras.Model
     preset_parts: tuple = ()
+    top: keras.Model = None
 
     @property
     def dim(self):
@@ -108,7 +116,8 @@ class Encoder:
         the second encoder built), and they do not change the features.
         """
         digest = hashlib.sha256()
-        for part in (self.backbone, self.preprocessor):
+        # With a top, the features come from below its layers.
+        for part in [p for p in (self.backbone, self.preprocessor, self.top) if p is not None]:
             config = _without_layer_names(part.get_config())
             digest.update(json.dumps(config, sort_keys=True, default=str).encode())
         for weight in self.backbone.weights:
@@ -137,7 +146,7 @@ class CLIPTextPreprocessor(keras_hub.models.CLIPPreprocessor):
         return {"token_ids": x["token_ids"], "padding_mask": x["padding_mask"]}
 
 
-def build_text_encoder(spec, *, sequence_length=None, training_texts=None):
+def build_text_encoder(spec, *, sequence_length=None, training_texts=None, trainable_layers=0):
     """Builds a text encoder from a spec string.
 
     Args:
@@ -146,10 +155,65 @@ def build_text_encoder(spec, *, sequence_length=None, training_texts=None):
             CLIP preset's own length (77) and means `64` for every other encoder.
         training_texts: iterable of str. Needed for `tiny`, whose vocabulary is the most
             frequent words of these texts.
+        trainable_layers: int. How many of the last transformer layers go to `Encoder.top`
+            (see `with_trainable_top`); `0` keeps the whole backbone in the feature model.
 
     Returns:
         An `Encoder` whose `preprocessor` maps a batch of strings to the backbone inputs.
     """
+    encoder = _text_encoder(spec, sequence_length, training_texts)
+    return with_trainable_top(encoder, trainable_layers) if trainable_layers else encoder
+
+
+def with_trainable_top(encoder, num_layers):
+    """Splits off a text encoder's last `num_layers` transformer layers as `Encoder.top`.
+
+    The new encoder's `feature_model` outputs the tokens entering those layers; `top` maps
+    them (with the padding mask) to the same `tokens` and `pooled` as the whole backbone.
+    Needs a backbone whose token output is its last `transformer_layers` entry, as in
+    keras-hub's BERT, RoBERTa and DistilBERT families (MiniLM, DistilRoBERTa, `tiny`).
+    """
+    layers = getattr(encoder.backbone, "transformer_layers", None)
+    if encoder.top is not None or not layers or not _ends_with(encoder.backbone, layers[-1]):
+        raise ValueError(
+            f"Cannot train only the last layers of text encoder '{encoder.spec}' "
+            f"({type(encoder.backbone).__name__}): it needs a backbone whose token output is "
+            f"its last transformer layer (BERT, RoBERTa, DistilBERT, MiniLM, `tiny`). Set "
+            f"`encoders.text_trainable_layers: 0`, or `encoders.trainable: true` to fine-tune "
+            f"it all.")
+    valid_count = isinstance(num_layers, int) and not isinstance(num_layers, bool)
+    if not (valid_count and 0 < num_layers < len(layers)):
+        raise ValueError(
+            f"`encoders.text_trainable_layers` must be between 1 and {len(layers) - 1} for "
+            f"'{encoder.spec}' ({len(layers)} transformer layers; `encoders.trainable: true` "
+            f"trains them all). Received: {num_layers!r}")
+    trunk = keras.Model(encoder.backbone.input, layers[-num_layers - 1].output,
+                        name=f"{encoder.backbone.name}_below_top")
+    return dataclasses.replace(encoder, feature_model=_text_feature_model(trunk),
+                               top=_transformer_top(layers[-num_layers:]))
+
+
+def _ends_with(backbone, layer):
+    output = backbone.output
+    return (output["sequence_output"] if isinstance(output, dict) else output) is layer.output
+
+
+def _transformer_top(layers):
+    """Copies of `layers` (with their weights) as a model on tokens and their padding mask."""
+    width = layers[0].output.shape[-1]
+    tokens = keras.Input(shape=(None, width), name="tokens")
+    mask = keras.Input(shape=(None,), dtype="bool", name="mask")
+    hidden = tokens
+    for layer in layers:
+        copy = type(layer).from_config(layer.get_config())
+        hidden = copy(hidden, padding_mask=mask)
+        copy.set_weights(layer.get_weights())
+    pooled = keras.layers.GlobalAveragePooling1D(name="masked_mean")(hidden, mask=mask)
+    return keras.Model({"tokens": tokens, "mask": mask}, {"tokens": hidden, "pooled": pooled},
+                       name="text_top")
+
+
+def _text_encoder(spec, sequence_length, training_texts):
     if spec == TINY:
         sequence_length = sequence_length or DEFAULT_SEQUENCE_LENGTH
         if training_texts is None:

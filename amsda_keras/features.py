@@ -25,7 +25,8 @@ def build_parser():
     extract.add_argument("--config", help="YAML config file; its data and encoders are used.")
     add_config_flags(extract, [
         "--data", "--data-format", "--label-rule", "--on-bad-sample", "--text-encoder",
-        "--image-encoder", "--sequence-length", "--image-size", "--cache-dir",
+        "--image-encoder", "--sequence-length", "--image-size", "--train-text-layers",
+        "--cache-dir",
     ])
     extract.add_argument("--modality", choices=("text", "image", "both"), default="both",
                          help="Which encoders to run.")

@@ -30,7 +30,7 @@ def build_parser():
     add_config_flags(parser, [
         "--model", "--data", "--data-format", "--label-rule", "--splits", "--on-bad-sample",
         "--text-encoder", "--image-encoder", "--sequence-length", "--image-size",
-        "--train-encoders", "--freeze-encoders",
+        "--train-encoders", "--freeze-encoders", "--train-text-layers",
         "--modality", "--ablate", "--loss", "--precision", "--jit-compile", "--distribute",
         "--cache-dir",
         "--epochs", "--batch-size", "--learning-rate", "--seed", "--output",

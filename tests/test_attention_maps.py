@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from amsda_keras import attention, train
+from amsda_keras.inference import load_run, logits_of
 from amsda_keras.models.mahfnet import build_mahfnet
 from amsda_keras.training import inputs
 from amsda_keras.training.attention_maps import (
@@ -111,3 +112,27 @@ def test_the_reproduce_report_puts_only_the_heatmap_in_its_figures(mahfnet_run, 
     path = attention_figure({"runs": [str(mahfnet_run)]}, MAHFNET_FULL, figures, progress=False)
     assert list(figures.iterdir()) == [path] and path.name == "attention_mahfnet.png"
     assert Image.open(path).size[0] > 0
+
+
+def test_a_run_with_a_trained_text_top_reloads_for_maps_and_raw_inputs(tmp_path, image_path):
+    run_dir = tmp_path / "top"
+    settings = [arg for name, value in SMALL.items()
+                for arg in ("--set", f"model_args.{name}={value}")]
+    train.main(["--model", "mahfnet", *settings, "--set", "encoders.text_trainable_layers=1",
+                "--epochs", "1", "--output", str(run_dir), "--no-progress"])
+    run = load_run(run_dir)
+    assert [layer.name for layer in run.model.layers if "top" in layer.name] == ["text_top"]
+    maps = compute_attention_maps(run.model, run.encoders, "love this happy day", image_path)
+    np.testing.assert_allclose(maps.probabilities.sum(), 1.0, atol=1e-5)
+
+    # The raw-input model (frozen encoder below the top, then the trained top and head)
+    # gives what the trained model gives on the cached features.
+    rows = inputs.load_table(run.config["data"], tmp_path, progress=False).frame.head(4)
+    rows = rows.assign(row=np.arange(len(rows)))
+    outputs = {}
+    for name, model in (("cached", run.model), ("raw", run.end_to_end_model)):
+        batches = inputs.batches_for(model, run.encoders, rows, run.config["features"],
+                                     progress=False)
+        outputs[name] = logits_of(model.predict(batches(rows, batch_size=4, with_labels=False),
+                                                verbose=0))
+    np.testing.assert_allclose(outputs["raw"], outputs["cached"], atol=2e-3)

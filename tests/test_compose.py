@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from amsda_keras.encoders import build_image_encoder, build_text_encoder
+from amsda_keras.encoders import build_image_encoder, build_text_encoder, with_trainable_top
 from amsda_keras.models.baseline import build_baseline
-from amsda_keras.models.compose import attach_encoders, feature_input_names
+from amsda_keras.models.compose import (attach_encoder_tops, attach_encoders,
+                                        feature_input_names)
 from amsda_keras.models.mahfnet import build_mahfnet
 from amsda_keras.inference import logits_of
 from amsda_keras.training.inputs import batches_for
@@ -36,6 +37,34 @@ def test_composed_model_matches_the_cached_feature_path(name, tmp_path):
     composed = model.predict(raw_batches(frame, batch_size=4, with_labels=False), verbose=0)
     # The cache stores float16 features.
     np.testing.assert_allclose(logits_of(composed), logits_of(cached), atol=2e-3)
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_a_head_on_a_text_top_reads_the_features_below_it_like_the_whole_encoder(name, tmp_path):
+    frame = with_rows(make_table_frame(tmp_path, num_rows=6))
+    whole = {
+        "text": build_text_encoder("tiny", sequence_length=8, training_texts=frame["text"]),
+        "image": build_image_encoder("tiny", image_size=32),
+    }
+    split = {**whole, "text": with_trainable_top(whole["text"], 1)}
+    head = HEADS[name]()
+    feature_config = {"cache_dir": tmp_path / "cache", "batch_size": 4}
+    logits = {}
+    for key, encoders, model in (
+            ("whole", whole, head),
+            ("top", split, attach_encoder_tops(head, split)),
+            ("raw", split, attach_encoders(attach_encoder_tops(head, split), split, trainable=False))):
+        batches = batches_for(model, encoders, frame, feature_config, progress=False)
+        logits[key] = logits_of(model.predict(batches(frame, batch_size=4, with_labels=False),
+                                              verbose=0))
+    np.testing.assert_allclose(logits["top"], logits["whole"], atol=2e-3)
+    np.testing.assert_allclose(logits["raw"], logits["whole"], atol=2e-3)
+    model = attach_encoder_tops(head, split)
+    assert sorted(t.name for t in model.inputs) == sorted(
+        {"text_tokens", "text_mask", *feature_input_names(head)} - {"text_pooled"})
+    top_weights = {id(w) for w in split["text"].top.trainable_weights}
+    assert top_weights <= {id(w) for w in model.trainable_weights}
+    assert attach_encoder_tops(head, whole) is head
 
 
 def test_text_only_head_uses_only_the_text_encoder(tmp_path):

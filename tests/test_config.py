@@ -88,3 +88,12 @@ def test_jit_compile_takes_auto_or_a_yaml_boolean(tmp_path):
         resolve_config(overrides={"training.jit_compile": "xla"})
     args = train.build_parser().parse_args(["--jit-compile", "True"])
     assert config_overrides(args)["training.jit_compile"] is True
+
+
+def test_text_trainable_layers_needs_frozen_encoders_and_a_count():
+    assert resolve_config(overrides={"encoders.text_trainable_layers": 2})["encoders"][
+        "text_trainable_layers"] == 2
+    with pytest.raises(ConfigError, match="`encoders.text_trainable_layers` must be 0 or more"):
+        resolve_config(overrides={"encoders.text_trainable_layers": -1})
+    with pytest.raises(ConfigError, match="already trains them all"):
+        resolve_config(overrides={"encoders.text_trainable_layers": 1, "encoders.trainable": True})

@@ -11,6 +11,7 @@ from amsda_keras.encoders import (
     _without_layer_names,
     build_image_encoder,
     build_text_encoder,
+    with_trainable_top,
 )
 
 TEXTS = ["a happy sunny day", "an awful rainy day", "the paper on the table"]
@@ -35,6 +36,34 @@ def test_tiny_text_encoder_pools_only_real_tokens():
 def test_tiny_text_encoder_needs_training_texts():
     with pytest.raises(ValueError, match="training_texts"):
         build_text_encoder("tiny")
+
+
+def test_trainable_top_continues_the_backbone_exactly():
+    encoder = build_text_encoder("tiny", sequence_length=8, training_texts=TEXTS)
+    split = with_trainable_top(encoder, 1)
+    inputs = encoder.preprocessor(tf.constant(TEXTS))
+    whole = encoder.feature_model.predict_on_batch(inputs)
+    below = split.feature_model.predict_on_batch(inputs)
+    assert not np.allclose(below["tokens"], whole["tokens"])
+    top = split.top.predict_on_batch({"tokens": below["tokens"], "mask": below["mask"]})
+    np.testing.assert_allclose(top["tokens"], whole["tokens"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(top["pooled"], whole["pooled"], rtol=1e-5, atol=1e-6)
+    # Its own copy of the last layer's weights, and a cache of its own.
+    last = encoder.backbone.transformer_layers[-1]
+    assert len(split.top.weights) == len(last.weights)
+    assert {id(w) for w in split.top.weights}.isdisjoint(id(w) for w in last.weights)
+    assert split.fingerprint() != encoder.fingerprint()
+    assert build_text_encoder("tiny", sequence_length=8, training_texts=TEXTS,
+                              trainable_layers=0).top is None
+
+
+def test_trainable_top_refuses_counts_and_backbones_it_cannot_split():
+    encoder = build_text_encoder("tiny", sequence_length=8, training_texts=TEXTS)
+    for count in (0, 2, True):  # tiny has 2 layers: 1 is the only split
+        with pytest.raises(ValueError, match="between 1 and 1 for 'tiny'"):
+            with_trainable_top(encoder, count)
+    with pytest.raises(ValueError, match="needs a backbone whose token output is its last"):
+        with_trainable_top(with_trainable_top(encoder, 1), 1)
 
 
 def test_tiny_image_encoder_shapes_and_preprocessing():

@@ -3,6 +3,8 @@
 import keras
 
 FEATURE_MODALITIES = ("text", "image")
+# `Encoder.top` models are named `<modality>_top`.
+TOP_SUFFIX = "_top"
 
 
 def feature_input_names(model):
@@ -43,3 +45,59 @@ def attach_encoders(head, encoders, trainable=True):
         outputs[modality] = encoder.feature_model(encoder_inputs)
     features = {name: outputs[name.partition("_")[0]][name.partition("_")[2]] for name in names}
     return keras.Model(inputs, head(features), name=f"{head.name}_with_encoders")
+
+
+def attach_encoder_tops(head, encoders):
+    """Builds `encoder tops -> head`: the trainable last layers of the encoders that have them.
+
+    Args:
+        head: a `keras.Model` on encoder features, as in `attach_encoders`.
+        encoders: dict from modality to `Encoder`; those with a `top` (built with
+            `trainable_layers`) get it run on their features before the head.
+
+    Returns:
+        `head` itself when no encoder the head reads has a top; otherwise a model whose inputs
+        are the features below the tops (`text_tokens`, `text_mask`, ...), as the encoders'
+        feature models (and so the feature cache) give them.
+    """
+    names = feature_input_names(head)
+    modalities = dict.fromkeys(name.partition("_")[0] for name in names)
+    tops = {modality: encoders[modality].top for modality in modalities
+            if encoders[modality].top is not None}
+    if not tops:
+        return head
+    inputs, features = {}, {}
+    for name, tensor in zip(names, head.inputs):
+        modality, _, field = name.partition("_")
+        if modality not in tops:
+            inputs[name] = keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
+            features[name] = inputs[name]
+    for modality, top in tops.items():
+        top_inputs = {field: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype,
+                                         name=f"{modality}_{field}")
+                      for field, tensor in top.input.items()}
+        inputs.update({f"{modality}_{field}": tensor for field, tensor in top_inputs.items()})
+        outputs = {**top(top_inputs), "mask": top_inputs["mask"]}
+        features.update({name: outputs[name.partition("_")[2]] for name in names
+                         if name.startswith(f"{modality}_")})
+    return keras.Model(inputs, head(features), name=f"{head.name}_with_encoder_tops")
+
+
+def head_and_features(model, features):
+    """The model's feature head and the features it reads, given the model's input features.
+
+    For a model from `attach_encoder_tops`, `features` go through its encoder tops first;
+    any other model is its own head and reads `features` as they are.
+    """
+    heads = [layer for layer in model.layers
+             if isinstance(layer, keras.Model) and not layer.name.endswith(TOP_SUFFIX)]
+    tops = {layer.name[:-len(TOP_SUFFIX)]: layer for layer in model.layers
+            if isinstance(layer, keras.Model) and layer.name.endswith(TOP_SUFFIX)}
+    if not tops:
+        return model, features
+    head_features = dict(features)
+    for modality, top in tops.items():
+        outputs = top({field: features[f"{modality}_{field}"] for field in top.input})
+        head_features.update({f"{modality}_{field}": value for field, value in outputs.items()})
+    head, = heads
+    return head, {tensor.name: head_features[tensor.name] for tensor in head.inputs}

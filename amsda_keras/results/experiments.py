@@ -106,6 +106,8 @@ MVSA_SINGLE = (
                  "--set", "model_args.alignment=pooled"),
         _mahfnet("mahfnet_lr_0.00005", "learning rate 5e-5 (Table 5: 1e-4)",
                  "--learning-rate", "0.00005", paper=(0.7583, 0.7544)),
+        _mahfnet("mahfnet_text_top1", "last MiniLM layer trained, Lite0 frozen",
+                 "--train-text-layers", "1"),
     )),
     Table("amsda", f"A-MSDA ablations (Table V) and the learned fusion weights (text / image / "
                    f"fusion, best epoch), MVSA-Single dev, {ENCODERS}.", (

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from amsda_keras.data.images import load_image
 from amsda_keras.data.splits import apply_splits_file
 from amsda_keras.layers.agai import AGAI
+from amsda_keras.models.compose import head_and_features
 from amsda_keras.training import inputs
 from amsda_keras.training.config import load_config_file
 
@@ -118,7 +119,6 @@ def compute_attention_maps(model, encoders, text, image_path):
         ValueError: the model has no AGAI block (e.g. built with `ablate=["agai"]`), or the
             image tokens do not form a square grid.
     """
-    agai = _agai_layer(model)
     text_inputs = encoders["text"].preprocessor([text])
     text_features = encoders["text"].feature_model(text_inputs)
     image = load_image(str(image_path)).numpy()
@@ -127,9 +127,10 @@ def compute_attention_maps(model, encoders, text, image_path):
     features = {"text_tokens": text_features["tokens"], "text_mask": text_features["mask"],
                 "image_tokens": image_features["tokens"]}
 
-    outputs = agai(
-        model.get_layer("text_projection")(features["text_tokens"]),
-        model.get_layer("image_projection")(features["image_tokens"]),
+    head, head_features = head_and_features(model, features)
+    outputs = _agai_layer(head)(
+        head.get_layer("text_projection")(head_features["text_tokens"]),
+        head.get_layer("image_projection")(head_features["image_tokens"]),
         text_mask=features["text_mask"], training=False, return_attention_scores=True)
     logits = model(features, training=False)["logits"]
     grid, class_tokens = patch_grid(int(features["image_tokens"].shape[1]))

@@ -33,6 +33,9 @@ DEFAULTS = {
         # False: frozen encoders, features cached once. True: fine-tune them with the model
         # on raw text and images every step.
         "trainable": False,
+        # N > 0 with frozen encoders: the text encoder's last N transformer layers train with
+        # the model; the features are cached below them.
+        "text_trainable_layers": 0,
     },
     "features": {
         # False: frozen encoders run inside every training step instead of once into the
@@ -139,6 +142,7 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
         value = config[section][name]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"`{key}` must be a positive int or null. Received: {value!r}")
+    _check_text_trainable_layers(config["encoders"])
     if model_builders is not None:
         _check_model(config, model_builders)
     return config
@@ -208,6 +212,16 @@ def _flatten(nested, prefix=""):
         if isinstance(value, dict):
             flat.update(_flatten(value, prefix=f"{prefix}{key}."))
     return flat
+
+
+def _check_text_trainable_layers(encoder_config):
+    layers = encoder_config["text_trainable_layers"]
+    if layers < 0:
+        raise ConfigError(f"`encoders.text_trainable_layers` must be 0 or more. Received: {layers}")
+    if layers and encoder_config["trainable"]:
+        raise ConfigError("`encoders.text_trainable_layers` trains the last layers of frozen "
+                          "encoders, but `encoders.trainable: true` already trains them all; "
+                          "set one of them.")
 
 
 def _check_model(config, model_builders):

@@ -55,7 +55,9 @@ def build_encoder(encoder_config, modality, spec=None, training_texts=None):
     """Builds one encoder with the config's sequence length or image size."""
     if modality == "text":
         kwargs = {"sequence_length": encoder_config["sequence_length"],
-                  "training_texts": training_texts}
+                  "training_texts": training_texts,
+                  # Run folders from before this setting lack it.
+                  "trainable_layers": encoder_config.get("text_trainable_layers", 0)}
     else:
         kwargs = {"image_size": encoder_config["image_size"]}
     return encoder_lib.build_encoder(modality, spec or encoder_config[modality], **kwargs)

@@ -26,7 +26,7 @@ import tensorflow as tf
 from amsda_keras.data.pipeline import balanced_class_weights, epoch_variable
 from amsda_keras.data.splits import apply_splits_file, ensure_splits, write_splits
 from amsda_keras.models import MODEL_BUILDERS
-from amsda_keras.models.compose import attach_encoders
+from amsda_keras.models.compose import attach_encoder_tops, attach_encoders
 from amsda_keras.training import inputs, reporting
 from amsda_keras.training.config import save_config
 from amsda_keras.training.evaluation import score
@@ -85,6 +85,7 @@ def _train(config, progress, resume):
         image_dim=encoders["image"].dim,
         **config["model_args"],
     )
+    model = attach_encoder_tops(model, encoders)
     if config["encoders"]["trainable"] or not config["features"]["cache"]:
         model = attach_encoders(model, encoders, trainable=config["encoders"]["trainable"])
     with without_data_sharding():
