@@ -280,6 +280,10 @@ def build_image_encoder(spec, *, image_size=None):
         backbone = _load(keras_hub.models.Backbone, preset, spec)
         overrides = {"image_size": (image_size, image_size)} if image_size else {}
         preprocessor = _load(keras_hub.layers.ImageConverter, preset, spec, **overrides)
+        if overrides and tuple(preprocessor.get_config()["image_size"]) != overrides["image_size"]:
+            # keras-hub 0.32 drops `from_preset` overrides for timm folders (EfficientNet-Lite0).
+            preprocessor = type(preprocessor).from_config(
+                {**preprocessor.get_config(), **overrides})
         if isinstance(backbone, keras_hub.models.CLIPBackbone):
             vision = _clip_vision_tokens(backbone)
             return Encoder("image", spec, vision, preprocessor, _image_feature_model(vision),

@@ -153,3 +153,19 @@ def test_real_offline_presets_load(shared_dir):
     assert tuple(pixels.shape) == (224, 224, 3)
     outputs = image.feature_model.predict_on_batch({"images": pixels[None]})
     assert outputs["tokens"].shape == (1, 49, 1280)
+
+
+@pytest.mark.large
+def test_image_size_reaches_a_timm_folder_preset(shared_dir):
+    folder = str(shared_dir / "presets" / "efficientnet_lite0_imagenet")
+    default, larger = build_image_encoder(folder), build_image_encoder(folder, image_size=320)
+    pixels = larger.preprocessor(tf.zeros((300, 200, 3), tf.uint8))
+    assert tuple(pixels.shape) == (320, 320, 3)
+    assert larger.feature_model.predict_on_batch({"images": pixels[None]})["tokens"].shape == (
+        1, 100, 1280)
+    # The same normalisation as the preset's own size, and a cache of its own.
+    same = {key: value for key, value in default.preprocessor.get_config().items()
+            if key not in ("image_size", "name")}
+    assert same == {key: value for key, value in larger.preprocessor.get_config().items()
+                    if key not in ("image_size", "name")}
+    assert larger.fingerprint() != default.fingerprint()
