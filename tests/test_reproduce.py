@@ -60,12 +60,12 @@ def test_majority_class_comes_from_the_training_split_counts(tmp_path):
     metrics = {split: {"per_class": {name: {"support": n} for name, n in zip("abc", values)}}
                for split, values in counts.items()}
     (run / "metrics.json").write_text(json.dumps(metrics))
-    (tmp_path / "source" / "summary.json").write_text(json.dumps({"runs": [str(run)]}))
-    summary = tables.majority_summary(tmp_path, "source")["metrics"]["dev"]
+    summary = tables.majority_summary(tmp_path, "source", [1, 2])["metrics"]["dev"]
     assert summary["accuracy"]["mean"] == 0.5
     np.testing.assert_allclose(summary["weighted_f1"]["mean"], 0.5 * (2 * 0.5 / 1.5))
     np.testing.assert_allclose(summary["macro_f1"]["mean"], (2 * 0.5 / 1.5) / 3)
-    assert tables.majority_summary(tmp_path, "absent") is None
+    assert tables.majority_summary(tmp_path, "absent", [1]) is None
+    assert tables.majority_summary(tmp_path, "source", [2]) is None
 
 
 def test_docs_blocks_are_replaced_and_a_missing_block_is_named():
@@ -99,3 +99,10 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     assert report.count("not run") == 3  # the GPU row's three metrics
     assert (docs.parent / "figures" / "confusion_main.png").stat().st_size > 0
     assert "figures/confusion_main.png" in report
+
+    # One seed of a shared row rewrites its summary.json; the report still counts both seeds.
+    reproduce.main(["demo", "--seeds", "1", "--output", str(output), "--no-progress",
+                    "--rows", "both"])
+    assert json.loads((output / "both" / "summary.json").read_text())["seeds"] == [1]
+    reproduce.main([*args, "--report-only", "--docs", str(docs)])
+    assert f"| {accuracy['mean']:.3f} ± {accuracy['std']:.3f} |" in docs.read_text()

@@ -17,8 +17,9 @@ def write_report(tables, output, seeds, docs=None, progress=True):
 
     Args:
         tables: the `Table`s to report.
-        output: the reproduce run folder (`<output>/<row.key>/summary.json`).
-        seeds: the seeds the rows were asked to train with (shown in the commands).
+        output: the reproduce run folder (`<output>/<row.key>/seed-N`).
+        seeds: the seeds the rows were asked to train with (shown in the commands and
+            summarised in the tables).
         docs: optional Markdown file whose `<!-- reproduce:NAME -->` blocks get the tables;
             its figures go to `<docs folder>/figures`.
         progress: whether to show progress bars (attention maps load the data).
@@ -41,7 +42,7 @@ def write_report(tables, output, seeds, docs=None, progress=True):
 
 def table_block(table, output, seeds, figures, progress):
     """One table's Markdown: caption, commands, the table and its family's best row."""
-    summaries = results.load_summaries(output, table)
+    summaries = results.load_summaries(output, table, seeds)
     commands = [f"python -m amsda_keras.train {shlex.join(row.train_argv(seeds, output))}"
                 for row in table.rows if not row.majority_of]
     parts = [f"{table.caption} Mean ± sample standard deviation over seeds "

@@ -1,7 +1,9 @@
 """Tables and figures of the reproduce runs: mean ± std over seeds, read from the run folders.
 
-Every row reads `<output>/<row.key>/summary.json` (written by `--seeds`) and the seed run
-folders it lists; a row that has not run yet shows "not run" instead of numbers.
+Every row summarises its finished seed run folders `<output>/<row.key>/seed-N` of the seeds
+asked for, not the `summary.json` that `--seeds` wrote last: a later run of a shared row with
+fewer seeds (`reproduce --seeds 1` of another table) rewrites that file with those seeds only.
+A row with no finished seed shows "not run" instead of numbers.
 """
 
 import json
@@ -16,31 +18,38 @@ from amsda_keras.training.reporting import (
     compute_metrics,
     plot_confusion_matrix,
 )
-from amsda_keras.training.seeds import seed_stats
+from amsda_keras.training.seeds import seed_stats, summarize_runs
 
 NOT_RUN = "not run"
 SPLIT = "dev"
 
 
-def load_summary(output, row):
-    """The row's seed summary, or `None` when it has not run (majority rows: computed)."""
+def load_summary(output, row, seeds):
+    """The row's summary over its finished runs of `seeds`, or `None` when none has finished
+    (majority rows: computed)."""
     if row.majority_of:
-        return majority_summary(output, row.majority_of)
-    path = Path(output) / row.key / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
+        return majority_summary(output, row.majority_of, seeds)
+    run_dirs = finished_runs(output, row.key, seeds)
+    return summarize_runs(run_dirs) if run_dirs else None
 
 
-def majority_summary(output, source_key):
+def finished_runs(output, key, seeds):
+    """The `<output>/<key>/seed-N` folders of `seeds` that hold a finished run."""
+    folders = [Path(output) / key / f"seed-{seed}" for seed in seeds]
+    return [folder for folder in folders if (folder / "metrics.json").exists()]
+
+
+def majority_summary(output, source_key, seeds):
     """Dev metrics of always predicting the training split's most frequent class.
 
-    The class counts come from the first seed run of `source_key` (its `metrics.json` holds
-    each split's per-class support). Returns a summary shaped like `--seeds`' (std 0).
+    The class counts come from the first finished seed run of `source_key` (its
+    `metrics.json` holds each split's per-class support). Returns a summary shaped like
+    `--seeds`' (std 0).
     """
-    summary_path = Path(output) / source_key / "summary.json"
-    if not summary_path.exists():
+    run_dirs = finished_runs(output, source_key, seeds)
+    if not run_dirs:
         return None
-    run_dir = Path(json.loads(summary_path.read_text())["runs"][0])
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
     class_names = list(metrics[SPLIT]["per_class"])
     train_counts = [metrics["train"]["per_class"][name]["support"] for name in class_names]
     dev_counts = [metrics[SPLIT]["per_class"][name]["support"] for name in class_names]
@@ -54,9 +63,9 @@ def majority_summary(output, source_key):
     }
 
 
-def load_summaries(output, table):
+def load_summaries(output, table, seeds):
     """`{row.key: summary or None}` for every row of `table`, each read once."""
-    return {row.key: load_summary(output, row) for row in table.rows}
+    return {row.key: load_summary(output, row, seeds) for row in table.rows}
 
 
 def results_frame(table, summaries):
