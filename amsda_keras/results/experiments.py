@@ -63,6 +63,9 @@ def _amsda(key, label, *flags, paper=None):
     return Row(key, label, AMSDA_FROZEN + flags, paper)
 
 
+BASELINE_TEXT = Row("baseline_text", "baseline, text", ("--config", BASELINE, "--modality", "text"))
+BASELINE_IMAGE = Row("baseline_image", "baseline, image",
+                     ("--config", BASELINE, "--modality", "image"))
 MAHFNET_FULL = _mahfnet("mahfnet", "MAHFNet", paper=(0.7627, 0.7536))
 AMSDA_FULL = _amsda("amsda_frozen", "A-MSDA, frozen encoders", paper=(0.7301, 0.7110))
 ENCODERS = ("offline stand-in encoders: all-MiniLM-L6-v2 text tokens and ImageNet "
@@ -72,8 +75,8 @@ MVSA_SINGLE = (
     Table("main", f"MVSA-Single dev, {ENCODERS}. Paper: A-MSDA Table III (fine-tuned "
                   "DistilRoBERTa + EfficientNetB0), MAHFNet Table 6 (CLIP ViT-B/16).", (
         Row("majority", "majority class of the training split", (), majority_of="baseline_both"),
-        Row("baseline_text", "baseline, text", ("--config", BASELINE, "--modality", "text")),
-        Row("baseline_image", "baseline, image", ("--config", BASELINE, "--modality", "image")),
+        BASELINE_TEXT,
+        BASELINE_IMAGE,
         Row("baseline_both", "baseline, text + image", ("--config", BASELINE)),
         AMSDA_FULL,
         Row("amsda_finetuned", "A-MSDA, fine-tuned encoders", ("--config", AMSDA),
@@ -98,7 +101,8 @@ MVSA_SINGLE = (
                  paper=(0.7494, 0.7367)),
     ), family="MAHFNet"),
     Table("mahfnet_goal", f"MAHFNet towards the paper's MVSA-Single level (≥ 0.76 accuracy, "
-                          f"≥ 0.75 weighted F1): less overfitting, MVSA-Single dev, {ENCODERS}.", (
+                          f"≥ 0.75 weighted F1): less overfitting, or a trained last MiniLM layer, "
+                          f"MVSA-Single dev, {ENCODERS}.", (
         MAHFNET_FULL,
         _mahfnet("mahfnet_dropout_0.3", "dropout 0.3 (Table 5: 0.1)",
                  "--set", "model_args.dropout=0.3"),
@@ -108,6 +112,17 @@ MVSA_SINGLE = (
                  "--learning-rate", "0.00005", paper=(0.7583, 0.7544)),
         _mahfnet("mahfnet_text_top1", "last MiniLM layer trained, Lite0 frozen",
                  "--train-text-layers", "1"),
+    )),
+    Table("probes", f"The stand-in features themselves: the pooled-feature baseline with one "
+                    f"encoder setting changed per row, MVSA-Single dev, {ENCODERS} (except "
+                    f"where a row says otherwise).", (
+        BASELINE_TEXT,
+        Row("baseline_text_top2", "baseline, text, last 2 MiniLM layers trained (lr 1e-4, "
+            "8 epochs)", BASELINE_TEXT.args + ("--train-text-layers", "2", "--learning-rate",
+                                               "0.0001", "--epochs", "8")),
+        BASELINE_IMAGE,
+        Row("baseline_image_320", "baseline, image, Lite0 at 320x320 (10x10 patches)",
+            BASELINE_IMAGE.args + ("--image-size", "320")),
     )),
     Table("amsda", f"A-MSDA ablations (Table V) and the learned fusion weights (text / image / "
                    f"fusion, best epoch), MVSA-Single dev, {ENCODERS}.", (
@@ -122,6 +137,7 @@ MVSA_SINGLE = (
                paper=(0.7014, 0.7006)),
         _amsda("amsda_fixed_weights", "fixed equal fusion weights (ours)",
                "--ablate", "fusion_weights"),
+        _amsda("amsda_64_tokens", "64 text tokens (ours; paper: 20)", "--sequence-length", "64"),
     ), family="A-MSDA"),
 )
 
