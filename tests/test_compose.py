@@ -47,12 +47,13 @@ def test_composed_model_matches_the_cached_feature_path(name, tmp_path):
     np.testing.assert_allclose(composed, cached, atol=2e-3)
 
 
-@pytest.mark.parametrize("name", sorted(HEADS))
-def test_a_head_on_a_text_top_reads_the_features_below_it_like_the_whole_encoder(name, tmp_path):
+def test_a_head_on_a_text_top_reads_the_features_below_it_like_the_whole_encoder(tmp_path):
     frame = with_rows(make_table_frame(tmp_path, num_rows=6))
     whole = tiny_encoders(frame)
     split = {**whole, "text": with_trainable_top(whole["text"], 1)}
-    head = HEADS[name]()
+    # MAHFNet reads the top's tokens with the mask; its pooled output is checked in
+    # test_encoders.py.
+    head = HEADS["mahfnet"]()
     model = attach_encoder_tops(head, split)
     expected = predicted_logits(head, whole, frame, tmp_path / "cache")
     np.testing.assert_allclose(
