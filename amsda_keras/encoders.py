@@ -46,6 +46,8 @@ KERAS_APPLICATIONS = {"efficientnetb0": "EfficientNetB0"}
 HUB_HOSTS = {"kaggle": "www.kaggle.com", "hf": "huggingface.co", "gs": "storage.googleapis.com"}
 NETWORK_TIMEOUT_SECONDS = 5
 PACKAGE_PREFIX = "package:"
+# `Encoder.top` is named `<modality>_top`: `models.compose` finds it in a saved model by it.
+TOP_SUFFIX = "_top"
 # BERT backbones' pooler head: the feature model reads the token outputs, so it gets no
 # gradient when the encoder is fine-tuned (and Keras would warn about it every run).
 UNUSED_POOLER = "pooled_dense"
@@ -210,7 +212,7 @@ def _transformer_top(layers):
         copy.set_weights(layer.get_weights())
     pooled = keras.layers.GlobalAveragePooling1D(name="masked_mean")(hidden, mask=mask)
     return keras.Model({"tokens": tokens, "mask": mask}, {"tokens": hidden, "pooled": pooled},
-                       name="text_top")
+                       name=f"text{TOP_SUFFIX}")
 
 
 def _text_encoder(spec, sequence_length, training_texts):
@@ -280,10 +282,10 @@ def build_image_encoder(spec, *, image_size=None):
         backbone = _load(keras_hub.models.Backbone, preset, spec)
         overrides = {"image_size": (image_size, image_size)} if image_size else {}
         preprocessor = _load(keras_hub.layers.ImageConverter, preset, spec, **overrides)
-        if overrides and tuple(preprocessor.get_config()["image_size"]) != overrides["image_size"]:
+        converter_config = preprocessor.get_config()
+        if overrides and tuple(converter_config["image_size"]) != overrides["image_size"]:
             # keras-hub 0.32 drops `from_preset` overrides for timm folders (EfficientNet-Lite0).
-            preprocessor = type(preprocessor).from_config(
-                {**preprocessor.get_config(), **overrides})
+            preprocessor = type(preprocessor).from_config({**converter_config, **overrides})
         if isinstance(backbone, keras_hub.models.CLIPBackbone):
             vision = _clip_vision_tokens(backbone)
             return Encoder("image", spec, vision, preprocessor, _image_feature_model(vision),

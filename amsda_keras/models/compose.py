@@ -2,9 +2,9 @@
 
 import keras
 
+from amsda_keras.encoders import TOP_SUFFIX
+
 FEATURE_MODALITIES = ("text", "image")
-# `Encoder.top` models are named `<modality>_top`.
-TOP_SUFFIX = "_top"
 
 
 def feature_input_names(model):
