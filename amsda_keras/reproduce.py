@@ -1,10 +1,12 @@
 """`python -m amsda_keras.reproduce`: rerun the results tables of docs/results.md from scratch.
 
 Trains every row of the chosen tables once per seed (`python -m amsda_keras.train ... --seeds`,
-printed before it runs) into OUTPUT/<row>/seed-N, then writes OUTPUT/tables.md (mean ± std
-per row, with the commands) and OUTPUT/figures/ (confusion matrix of each family's best row,
-a MAHFNet attention heatmap). Finished seeds and valid feature caches are reused, so an
-interrupted run continues where it stopped.
+printed before it runs) into OUTPUT/<row>/seed-N, copies each finished seed's records
+(config, metrics, run facts, history; `results/records.py`) to RECORDS/<row>/seed-N, then
+writes OUTPUT/tables.md from the records (mean ± std per row, with the commands) and
+OUTPUT/figures/ (confusion matrix of each family's best row, a MAHFNet attention heatmap).
+Finished seeds and valid feature caches are reused, so an interrupted run continues where it
+stopped; RECORDS (committed: results/EXPERIMENT) keeps seeds trained in earlier sessions.
 
 Examples:
     python -m amsda_keras.reproduce mvsa_single                       # everything, seeds 1,2,3
@@ -39,6 +41,8 @@ def build_parser():
                         default=list(DEFAULT_SEEDS), metavar="N[,N]",
                         help="Seeds per row (default: 1,2,3).")
     parser.add_argument("--output", help="Run folder (default: runs/reproduce/EXPERIMENT).")
+    parser.add_argument("--records", help="Run records the tables are written from "
+                                          "(default: results/EXPERIMENT).")
     parser.add_argument("--all-rows", action="store_true",
                         help="Also train the rows that need a GPU (fine-tuned encoders) "
                              "when none is present.")
@@ -54,6 +58,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from amsda_keras.results.records import save_records
     from amsda_keras.results.report import write_report
 
     with user_errors():
@@ -68,7 +73,11 @@ def main(argv=None):
                 if not args.dry_run:
                     _train(argv + (["--no-progress"] if args.no_progress else []))
         if not args.dry_run:
-            write_report(tables, output, args.seeds, docs=args.docs,
+            records = Path(args.records or Path("results") / args.experiment)
+            keys = {row.key for table in tables for row in table.rows}
+            copied = save_records(output, records, sorted(keys))
+            print(f"Records of {copied} seed runs in {output} copied to {records}.")
+            write_report(tables, output, records, args.seeds, docs=args.docs,
                          progress=not args.no_progress)
 
 

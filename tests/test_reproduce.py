@@ -1,6 +1,7 @@
 """`python -m amsda_keras.reproduce`: rows to commands, seed summaries to tables and figures."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -78,11 +79,12 @@ def test_docs_blocks_are_replaced_and_a_missing_block_is_named():
 
 def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(EXPERIMENTS, "demo", DEMO_TABLES)
-    output = tmp_path / "runs"
+    output, records = tmp_path / "runs", tmp_path / "results"
     docs = tmp_path / "docs" / "results.md"
     docs.parent.mkdir()
     docs.write_text("# Results\n<!-- reproduce:main -->\n<!-- /reproduce:main -->\n")
-    args = ["demo", "--seeds", "1,2", "--output", str(output), "--no-progress"]
+    common = ["--output", str(output), "--records", str(records), "--no-progress"]
+    args = ["demo", "--seeds", "1,2", *common]
     reproduce.main([*args, "--rows", "text,both"])
     out = capsys.readouterr().out
     assert "python -m amsda_keras.train --model baseline --modality text" in out
@@ -101,8 +103,14 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     assert "figures/confusion_main.png" in report
 
     # One seed of a shared row rewrites its summary.json; the report still counts both seeds.
-    reproduce.main(["demo", "--seeds", "1", "--output", str(output), "--no-progress",
-                    "--rows", "both"])
+    reproduce.main(["demo", "--seeds", "1", *common, "--rows", "both"])
     assert json.loads((output / "both" / "summary.json").read_text())["seeds"] == [1]
     reproduce.main([*args, "--report-only", "--docs", str(docs)])
     assert f"| {accuracy['mean']:.3f} ± {accuracy['std']:.3f} |" in docs.read_text()
+
+    # The records alone rewrite the same tables where the run folders are gone.
+    assert sorted(path.name for path in (records / "both" / "seed-2").iterdir()) == [
+        "config.yaml", "history.csv", "metrics.json", "run.json"]
+    shutil.rmtree(output)
+    reproduce.main([*args, "--report-only", "--docs", str(docs)])
+    assert docs.read_text() == report

@@ -6,18 +6,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from amsda_keras.inference import MODEL_FILE
 from amsda_keras.results import tables as results
 from amsda_keras.training.reporting import markdown_table
 
 FIGURES = "figures"
 
 
-def write_report(tables, output, seeds, docs=None, progress=True):
+def write_report(tables, output, records, seeds, docs=None, progress=True):
     """Writes `<output>/tables.md` and its figures; with `docs`, also updates that file.
 
     Args:
         tables: the `Table`s to report.
-        output: the reproduce run folder (`<output>/<row.key>/seed-N`).
+        output: the reproduce run folder (`<output>/<row.key>/seed-N`); its trained models
+            give the attention heatmap.
+        records: the run records the numbers come from (`<records>/<row.key>/seed-N`).
         seeds: the seeds the rows were asked to train with (shown in the commands and
             summarised in the tables).
         docs: optional Markdown file whose `<!-- reproduce:NAME -->` blocks get the tables;
@@ -26,9 +29,13 @@ def write_report(tables, output, seeds, docs=None, progress=True):
     """
     output = Path(output)
     figures = output / FIGURES
-    blocks = {table.name: table_block(table, output, seeds, figures, progress)
+    if docs and (Path(docs).parent / FIGURES).is_dir():
+        # The heatmap of a row whose trained model is not here is kept from there.
+        shutil.copytree(Path(docs).parent / FIGURES, figures, dirs_exist_ok=True)
+    blocks = {table.name: table_block(table, output, records, seeds, figures, progress)
               for table in tables}
     report = "".join(f"## {name}\n\n{block}\n" for name, block in blocks.items())
+    output.mkdir(parents=True, exist_ok=True)
     (output / "tables.md").write_text(report)
     print(report + f"\nReport written to {output / 'tables.md'}")
     if docs:
@@ -40,9 +47,9 @@ def write_report(tables, output, seeds, docs=None, progress=True):
               f"{docs.parent / FIGURES}")
 
 
-def table_block(table, output, seeds, figures, progress):
+def table_block(table, output, records, seeds, figures, progress):
     """One table's Markdown: caption, commands, the table and its family's best row."""
-    summaries = results.load_summaries(output, table, seeds)
+    summaries = results.load_summaries(records, table, seeds)
     commands = [f"python -m amsda_keras.train {shlex.join(row.train_argv(seeds, output))}"
                 for row in table.rows if not row.majority_of]
     parts = [f"{table.caption} Mean ± sample standard deviation over seeds "
@@ -61,7 +68,7 @@ def table_block(table, output, seeds, figures, progress):
                   markdown_table(results.per_class_frame(metrics)),
                   f"![{best.label} confusion matrix]({FIGURES}/{confusion.name})\n"]
     if table.family == "MAHFNet":
-        heatmap = attention_figure(summaries[table.rows[0].key], table.rows[0], figures,
+        heatmap = attention_figure(summaries[table.rows[0].key], table.rows[0], output, figures,
                                    progress)
         if heatmap:
             parts.append(f"![AGAI attention of {table.rows[0].label} on a dev sample]"
@@ -69,18 +76,26 @@ def table_block(table, output, seeds, figures, progress):
     return "\n".join(parts)
 
 
-def attention_figure(summary, row, figures, progress):
-    """The AGAI heatmap of the first dev sample, from the row's first seed run."""
+def attention_figure(summary, row, output, figures, progress):
+    """The AGAI heatmap of the first dev sample, from the trained model of the row's first
+    seed; where that run folder is gone, the heatmap already in `figures`, if any."""
     from amsda_keras.training.attention_maps import write_attention_maps
 
     if not summary:
         return None
+    path = figures / f"attention_{row.key}.png"
+    run = Path(output) / row.key / f"seed-{summary['seeds'][0]}"
+    if not (run / MODEL_FILE).exists():
+        kept = path.exists()
+        print(f"No trained model in {run}: the {row.key} attention heatmap is "
+              + ("kept from an earlier run." if kept else "left out."))
+        return path if kept else None
     figures.mkdir(parents=True, exist_ok=True)
     # Its own folder: write_attention_maps also lists skipped samples there.
     with tempfile.TemporaryDirectory() as folder:
-        (path,) = write_attention_maps(summary["runs"][0], split="dev", count=1,
-                                       output=folder, progress=progress)
-        return Path(shutil.move(path, figures / f"attention_{row.key}.png"))
+        (written,) = write_attention_maps(run, split="dev", count=1, output=folder,
+                                          progress=progress)
+        return Path(shutil.move(written, path))
 
 
 def replace_blocks(text, blocks):

@@ -1,9 +1,9 @@
-"""Tables and figures of the reproduce runs: mean ± std over seeds, read from the run folders.
+"""Tables and figures of the reproduce runs: mean ± std over seeds, read from the run records.
 
-Every row summarises its finished seed run folders `<output>/<row.key>/seed-N` of the seeds
-asked for, not the `summary.json` that `--seeds` wrote last: a later run of a shared row with
-fewer seeds (`reproduce --seeds 1` of another table) rewrites that file with those seeds only.
-A row with no finished seed shows "not run" instead of numbers.
+Every row summarises its seed records `<records>/<row.key>/seed-N` (`records.py`) of the
+seeds asked for, not the `summary.json` that `--seeds` wrote last: a later run of a shared
+row with fewer seeds (`reproduce --seeds 1` of another table) rewrites that file with those
+seeds only. A row with no record shows "not run" instead of numbers.
 """
 
 import json
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from amsda_keras.results.records import FINISHED
 from amsda_keras.training.reporting import (
     FUSION_WEIGHT_PREFIX,
     HEADLINE_METRICS,
@@ -24,29 +25,29 @@ NOT_RUN = "not run"
 SPLIT = "dev"
 
 
-def load_summary(output, row, seeds):
-    """The row's summary over its finished runs of `seeds`, or `None` when none has finished
+def load_summary(records, row, seeds):
+    """The row's summary over its records of `seeds`, or `None` when there is none
     (majority rows: computed)."""
     if row.majority_of:
-        return majority_summary(output, row.majority_of, seeds)
-    run_dirs = finished_runs(output, row.key, seeds)
+        return majority_summary(records, row.majority_of, seeds)
+    run_dirs = finished_runs(records, row.key, seeds)
     return summarize_runs(run_dirs) if run_dirs else None
 
 
-def finished_runs(output, key, seeds):
-    """The `<output>/<key>/seed-N` folders of `seeds` that hold a finished run."""
-    folders = [Path(output) / key / f"seed-{seed}" for seed in seeds]
-    return [folder for folder in folders if (folder / "metrics.json").exists()]
+def finished_runs(records, key, seeds):
+    """The `<records>/<key>/seed-N` folders of `seeds` that hold a finished run."""
+    folders = [Path(records) / key / f"seed-{seed}" for seed in seeds]
+    return [folder for folder in folders if (folder / FINISHED).exists()]
 
 
-def majority_summary(output, source_key, seeds):
+def majority_summary(records, source_key, seeds):
     """Dev metrics of always predicting the training split's most frequent class.
 
     The class counts come from the first finished seed run of `source_key` (its
     `metrics.json` holds each split's per-class support). Returns a summary shaped like
     `--seeds`' (std 0).
     """
-    run_dirs = finished_runs(output, source_key, seeds)
+    run_dirs = finished_runs(records, source_key, seeds)
     if not run_dirs:
         return None
     metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
@@ -63,9 +64,9 @@ def majority_summary(output, source_key, seeds):
     }
 
 
-def load_summaries(output, table, seeds):
+def load_summaries(records, table, seeds):
     """`{row.key: summary or None}` for every row of `table`, each read once."""
-    return {row.key: load_summary(output, row, seeds) for row in table.rows}
+    return {row.key: load_summary(records, row, seeds) for row in table.rows}
 
 
 def results_frame(table, summaries):
