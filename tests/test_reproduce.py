@@ -10,7 +10,7 @@ import pytest
 from amsda_keras import reproduce
 from amsda_keras.results import tables
 from amsda_keras.results.experiments import EXPERIMENTS, Row, Table
-from amsda_keras.results.report import replace_blocks
+from amsda_keras.results.report import attention_figure, replace_blocks
 
 FAST = ("--epochs", "1", "--set", "encoders.sequence_length=16")
 DEMO_TABLES = (
@@ -114,3 +114,17 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     shutil.rmtree(output)
     reproduce.main([*args, "--report-only", "--docs", str(docs)])
     assert docs.read_text() == report
+
+
+def test_attention_heatmap_is_kept_where_the_trained_model_is_gone(tmp_path, capsys):
+    row = Row("mahfnet", "MAHFNet", ())
+    figures = tmp_path / "figures"
+    summary = {"seeds": [2]}
+    assert attention_figure(summary, row, tmp_path / "runs", figures, progress=False) is None
+    assert "No trained model in" in capsys.readouterr().out
+    figures.mkdir()
+    (figures / "attention_mahfnet.png").write_bytes(b"png")
+    kept = attention_figure(summary, row, tmp_path / "runs", figures, progress=False)
+    assert kept == figures / "attention_mahfnet.png"
+    assert "kept from an earlier run" in capsys.readouterr().out
+    assert attention_figure(None, row, tmp_path / "runs", figures, progress=False) is None
