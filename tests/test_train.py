@@ -1,6 +1,8 @@
 """End-to-end: the train and evaluate CLIs on the demo data and on a manifest with broken rows."""
 
 import json
+import subprocess
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -40,6 +42,17 @@ def test_demo_run_folder_is_complete_and_beats_chance(demo_run):
     # The metrics are the best epoch's: model.keras's weights were loaded back.
     assert metrics["dev"]["accuracy"] == pytest.approx(history["val_accuracy"].max(), abs=1e-6)
     assert (demo_run / "encoders" / "text").is_dir()
+
+
+def test_run_says_which_commit_trained_it(demo_run):
+    commit = json.loads((demo_run / "run.json").read_text())["commit"]
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        assert commit is None
+        return
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert commit in (head, f"{head}-dirty")
 
 
 def test_evaluate_scores_a_manifest_without_splits(demo_run, tmp_path):

@@ -3,7 +3,7 @@
 The run folder holds: `config.yaml` (resolved), `splits.csv`, `skipped_samples.csv`,
 `history.csv`, `training_curves.png`, `model.keras` (the best dev epoch), `metrics.json`,
 `classification_report.txt`, `confusion_matrix.png` (dev) and `confusion_matrix_<split>.png`,
-`run.json` (wall time, parameters, versions, and the best model's fusion weights), for A-MSDA
+`run.json` (wall time, parameters, versions, git commit, and the best model's fusion weights), for A-MSDA
 `fusion_weights.png`, and, for `tiny` encoders, `encoders/`. While training it also holds
 `checkpoint/` (the last epoch's full state, see `checkpoints`), removed once the run is done.
 """
@@ -11,6 +11,7 @@ The run folder holds: `config.yaml` (resolved), `splits.csv`, `skipped_samples.c
 import json
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +45,8 @@ from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
 # A model with dict outputs has `logits` and per-sample auxiliary losses (MAHFNet's
 # `contrastive`), each weighted by its `training.<name>_weight`.
 LOGITS = "logits"
+# The repository root of a source checkout (`pip install -e .`).
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def train(config, progress=True, resume=False):
@@ -305,6 +308,21 @@ def _step_lr(settings):
     return lambda epoch, _: initial * gamma ** (epoch // step)
 
 
+def source_commit():
+    """The package's git commit (`-dirty` with uncommitted changes), or `None` when it is not
+    run from a git checkout: a code change that draws random numbers in another order changes
+    every seed's numbers, so each run says which code made it."""
+    if not (SOURCE_ROOT / ".git").exists():
+        return None
+    try:
+        result = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12", "--exclude=*"],
+            cwd=SOURCE_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def _write_run_info(run_dir, model, history, wall_time, monitor, resumed_after, devices):
     info = {
         # For a resumed run, the time since it was resumed.
@@ -320,6 +338,7 @@ def _write_run_info(run_dir, model, history, wall_time, monitor, resumed_after, 
         "jit_compile": model.jit_compile,
         "keras": keras.__version__,
         "python": platform.python_version(),
+        "commit": source_commit(),
     }
     (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
