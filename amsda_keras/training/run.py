@@ -3,9 +3,10 @@
 The run folder holds: `config.yaml` (resolved), `splits.csv`, `skipped_samples.csv`,
 `history.csv`, `training_curves.png`, `model.keras` (the best dev epoch), `metrics.json`,
 `classification_report.txt`, `confusion_matrix.png` (dev) and `confusion_matrix_<split>.png`,
-`run.json` (wall time, parameters, versions, git commit, and the best model's fusion weights), for A-MSDA
-`fusion_weights.png`, and, for `tiny` encoders, `encoders/`. While training it also holds
-`checkpoint/` (the last epoch's full state, see `checkpoints`), removed once the run is done.
+`run.json` (wall time, parameters, versions, git commit, and the best model's fusion
+weights), for A-MSDA `fusion_weights.png`, and, for `tiny` encoders, `encoders/`. While
+training it also holds `checkpoint/` (the last epoch's full state, see `checkpoints`),
+removed once the run is done.
 """
 
 import json
