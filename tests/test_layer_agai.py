@@ -60,6 +60,13 @@ def test_without_contrastive_heads_there_are_no_embeddings(tmp_path):
                    expected_num_trainable_weights=44 - 12, tmp_path=tmp_path)
 
 
+def test_without_interaction_head_there_is_no_interaction_feature(tmp_path):
+    shapes = {name: shape for name, shape in OUTPUT_SHAPES.items() if name != "interaction"}
+    run_layer_test(AGAI, init_kwargs={**TINY, "interaction_head": False},
+                   input_data=_inputs(), expected_output_shape=shapes,
+                   expected_num_trainable_weights=44 - 4, tmp_path=tmp_path)
+
+
 def test_missing_masks_mean_all_tokens_are_real():
     layer = _built_layer()
     data = _inputs()

@@ -77,6 +77,14 @@ def test_ablations_remove_their_blocks_and_keep_padding_invariance(ablate):
         np.testing.assert_allclose(padded["logits"], outputs["logits"], atol=1e-4)
 
 
+def test_without_mag_no_weight_is_left_unused():
+    # X_c only feeds MAG, so -(MAG) must not build the interaction head (no gradient would reach it).
+    model = build_mahfnet(num_classes=3, text_dim=12, image_dim=10, ablate=["mag"], **TINY)
+    assert not [weight.path for weight in model.weights if "interaction" in weight.path]
+    full = build_mahfnet(num_classes=3, text_dim=12, image_dim=10, **TINY)
+    assert [weight.path for weight in full.weights if "interaction" in weight.path]
+
+
 def test_unknown_ablation_is_named():
     with pytest.raises(ValueError, match="`ablate` takes names from"):
         build_mahfnet(num_classes=3, text_dim=4, image_dim=4, ablate=["attention"])

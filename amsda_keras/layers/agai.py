@@ -70,6 +70,10 @@ class AGAI(keras.layers.Layer):
         contrastive_heads: bool. Whether to build the contrastive projection
             heads and return their embeddings. Defaults to `True`; `False`
             is the "without contrastive loss" ablation.
+        interaction_head: bool. Whether to build the interaction projection
+            and return `"interaction"`. Defaults to `True`; `False` when
+            nothing reads `X_c` (MAHFNet without MAG), so that no weight
+            is left without a gradient.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`,
             including `name`, `dtype` and `trainable`.
 
@@ -87,8 +91,8 @@ class AGAI(keras.layers.Layer):
     Returns:
         A dict with `"text_attended"` `[batch_size, text_length, hidden_dim]`,
         `"image_attended"` `[batch_size, image_length, hidden_dim]`,
-        `"interaction"` `[batch_size, hidden_dim]`, `"gate"` `[batch_size, 1]`
-        and, with `contrastive_heads=True`, `"text_embedding"` and
+        `"gate"` `[batch_size, 1]`, with `interaction_head=True`
+        `"interaction"` `[batch_size, hidden_dim]` and, with `contrastive_heads=True`, `"text_embedding"` and
         `"image_embedding"` `[batch_size, projection_dim]`. With `return_attention_scores=True` also
         `"text_to_image_attention"` `[batch_size, num_heads, text_length,
         image_length]` and `"image_to_text_attention"` `[batch_size,
@@ -120,6 +124,7 @@ class AGAI(keras.layers.Layer):
         dropout=0.1,
         layer_norm_epsilon=1e-5,
         contrastive_heads=True,
+        interaction_head=True,
         **kwargs,
     ):
         check_positive_ints(hidden_dim=hidden_dim, num_heads=num_heads, key_dim=key_dim,
@@ -135,6 +140,7 @@ class AGAI(keras.layers.Layer):
         self.dropout = float(dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.contrastive_heads = bool(contrastive_heads)
+        self.interaction_head = bool(interaction_head)
 
     def _norm(self, name):
         return keras.layers.LayerNormalization(
@@ -181,11 +187,12 @@ class AGAI(keras.layers.Layer):
             self._attention[query].build(query_shape, other_shape, other_shape)
 
         # Interaction feature X_c (eq. 8).
-        self._interaction_norm = self._norm("interaction_norm")
-        self._interaction_norm.build((batch, 2 * self.hidden_dim))
-        self._interaction_dropout = self._dropout("interaction_dropout")
-        self._interaction_dense = self._dense(self.hidden_dim, "interaction_dense")
-        self._interaction_dense.build((batch, 2 * self.hidden_dim))
+        if self.interaction_head:
+            self._interaction_norm = self._norm("interaction_norm")
+            self._interaction_norm.build((batch, 2 * self.hidden_dim))
+            self._interaction_dropout = self._dropout("interaction_dropout")
+            self._interaction_dense = self._dense(self.hidden_dim, "interaction_dense")
+            self._interaction_dense.build((batch, 2 * self.hidden_dim))
 
         # Contrastive projection heads (eq. 9-10).
         self._projection_norm = {}
@@ -232,17 +239,13 @@ class AGAI(keras.layers.Layer):
 
         pooled_attended = {name: _masked_mean(attended[name], masks[name])
                            for name in ("text", "image")}
-        interaction = self._interaction_norm(
-            ops.concatenate([pooled_attended["text"], pooled_attended["image"]], axis=-1))
-        interaction = self._interaction_dropout(interaction, training=training)
-        interaction = self._interaction_dense(ops.gelu(interaction))
-
-        outputs = {
-            "text_attended": attended["text"],
-            "image_attended": attended["image"],
-            "interaction": interaction,
-            "gate": gate,
-        }
+        outputs = {"text_attended": attended["text"], "image_attended": attended["image"],
+                   "gate": gate}
+        if self.interaction_head:
+            interaction = self._interaction_norm(
+                ops.concatenate([pooled_attended["text"], pooled_attended["image"]], axis=-1))
+            interaction = self._interaction_dropout(interaction, training=training)
+            outputs["interaction"] = self._interaction_dense(ops.gelu(interaction))
         for name in self._projection_norm:
             x = self._projection_norm[name](pooled_attended[name])
             outputs[f"{name}_embedding"] = self._projection_output[name](
@@ -257,9 +260,10 @@ class AGAI(keras.layers.Layer):
         shapes = {
             "text_attended": (batch, text_shape[1], self.hidden_dim),
             "image_attended": (batch, image_shape[1], self.hidden_dim),
-            "interaction": (batch, self.hidden_dim),
             "gate": (batch, 1),
         }
+        if self.interaction_head:
+            shapes["interaction"] = (batch, self.hidden_dim)
         if self.contrastive_heads:
             shapes["text_embedding"] = shapes["image_embedding"] = (batch, self.projection_dim)
         return shapes
@@ -285,6 +289,7 @@ class AGAI(keras.layers.Layer):
             "dropout": self.dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "contrastive_heads": self.contrastive_heads,
+            "interaction_head": self.interaction_head,
         }
 
 

@@ -82,6 +82,7 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
     check_num_classes(num_classes)
     ablate = checked_subset("ablate", ablate, ABLATIONS)
     with_contrastive = not {"agai", "contrastive"} & ablate
+    reads_interaction = "hgfm" in ablate or "mag" not in ablate
 
     text_tokens = keras.Input((None, text_dim), name="text_tokens")
     text_mask = keras.Input((None,), dtype="bool", name="text_mask")
@@ -96,8 +97,9 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
     else:
         agai = AGAI(hidden_dim=hidden_dim, gate_hidden_dim=intermediate_dim,
                     projection_dim=intermediate_dim, contrastive_heads=with_contrastive,
-                    **attention_args, name="agai")(text, image, text_mask=text_mask)
-        interaction = agai["interaction"]
+                    interaction_head=reads_interaction, **attention_args,
+                    name="agai")(text, image, text_mask=text_mask)
+        interaction = agai.get("interaction")
 
     if "ieem" in ablate:
         text_emotion, image_emotion = text, image
