@@ -92,8 +92,9 @@ class AGAI(keras.layers.Layer):
         A dict with `"text_attended"` `[batch_size, text_length, hidden_dim]`,
         `"image_attended"` `[batch_size, image_length, hidden_dim]`,
         `"gate"` `[batch_size, 1]`, with `interaction_head=True`
-        `"interaction"` `[batch_size, hidden_dim]` and, with `contrastive_heads=True`, `"text_embedding"` and
-        `"image_embedding"` `[batch_size, projection_dim]`. With `return_attention_scores=True` also
+        `"interaction"` `[batch_size, hidden_dim]` and, with
+        `contrastive_heads=True`, `"text_embedding"` and `"image_embedding"`
+        `[batch_size, projection_dim]`. With `return_attention_scores=True` also
         `"text_to_image_attention"` `[batch_size, num_heads, text_length,
         image_length]` and `"image_to_text_attention"` `[batch_size,
         num_heads, image_length, text_length]`.
