@@ -67,6 +67,9 @@ BASELINE_TEXT = Row("baseline_text", "baseline, text", ("--config", BASELINE, "-
 BASELINE_IMAGE = Row("baseline_image", "baseline, image",
                      ("--config", BASELINE, "--modality", "image"))
 MAHFNET_FULL = _mahfnet("mahfnet", "MAHFNet", paper=(0.7627, 0.7536))
+# Table 7's -(IEEM) row: no HGFM and no IEEM, a third of the full head's parameters.
+NO_IEEM = ("--ablate", "hgfm,ieem")
+MAHFNET_NO_IEEM = _mahfnet("mahfnet_no_ieem", "-(IEEM)", *NO_IEEM, paper=(0.7450, 0.7325))
 AMSDA_FULL = _amsda("amsda_frozen", "A-MSDA, frozen encoders", paper=(0.7301, 0.7110))
 ENCODERS = ("offline stand-in encoders: all-MiniLM-L6-v2 text tokens and ImageNet "
             "EfficientNet-Lite0 7x7 patch features, frozen and cached")
@@ -88,7 +91,7 @@ MVSA_SINGLE = (
         MAHFNET_FULL,
         _mahfnet("mahfnet_no_mag", "-(MAG)", "--ablate", "mag", paper=(0.7361, 0.7325)),
         _mahfnet("mahfnet_no_hgfm", "-(HGFM)", "--ablate", "hgfm", paper=(0.7561, 0.7440)),
-        _mahfnet("mahfnet_no_ieem", "-(IEEM)", "--ablate", "hgfm,ieem", paper=(0.7450, 0.7325)),
+        MAHFNET_NO_IEEM,
         _mahfnet("mahfnet_no_agai", "-(AGAI)", "--ablate", "hgfm,ieem,agai",
                  paper=(0.7228, 0.6864)),
         _mahfnet("mahfnet_lambda_0.0001", "λ 0.0001", "--set", "training.contrastive_weight=0.0001",
@@ -112,6 +115,11 @@ MVSA_SINGLE = (
                  "--learning-rate", "0.00005", paper=(0.7583, 0.7544)),
         _mahfnet("mahfnet_text_top1", "last MiniLM layer trained, Lite0 frozen",
                  "--train-text-layers", "1"),
+        MAHFNET_NO_IEEM,
+        _mahfnet("mahfnet_no_ieem_dropout_0.3", "-(IEEM), dropout 0.3",
+                 *NO_IEEM, "--set", "model_args.dropout=0.3"),
+        _mahfnet("mahfnet_no_ieem_text_top1", "-(IEEM), last MiniLM layer trained",
+                 *NO_IEEM, "--train-text-layers", "1"),
     )),
     Table("probes", f"The stand-in features themselves: the pooled-feature baseline with one "
                     f"encoder setting changed per row, MVSA-Single dev, {ENCODERS} (except "
