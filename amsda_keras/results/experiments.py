@@ -104,7 +104,8 @@ MVSA_SINGLE = (
                  paper=(0.7494, 0.7367)),
     ), family="MAHFNet"),
     Table("mahfnet_goal", f"MAHFNet towards the paper's MVSA-Single level (≥ 0.76 accuracy, "
-                          f"≥ 0.75 weighted F1): less overfitting, or a trained last MiniLM layer, "
+                          f"≥ 0.75 weighted F1): less overfitting, or a trained last MiniLM "
+                          f"layer, on the full head and on the smaller -(IEEM) head, "
                           f"MVSA-Single dev, {ENCODERS}.", (
         MAHFNET_FULL,
         _mahfnet("mahfnet_dropout_0.3", "dropout 0.3 (Table 5: 0.1)",
