@@ -121,6 +121,8 @@ MVSA_SINGLE = (
                  *NO_IEEM, "--set", "model_args.dropout=0.3"),
         _mahfnet("mahfnet_no_ieem_text_top1", "-(IEEM), last MiniLM layer trained",
                  *NO_IEEM, "--train-text-layers", "1"),
+        _mahfnet("mahfnet_no_ieem_text_top2", "-(IEEM), last 2 MiniLM layers trained",
+                 *NO_IEEM, "--train-text-layers", "2"),
     )),
     Table("probes", f"The stand-in features themselves: the pooled-feature baseline with one "
                     f"encoder setting changed per row, MVSA-Single dev, {ENCODERS} (except "
