@@ -62,6 +62,12 @@ FLAGS = {
         "choices": CHOICES["training.distribute"],
         "help": "data-parallel: split each batch across all local devices (jax or tensorflow "
                 "backend; the batch size is the global one)."}),
+    "--select-on": ("training.select_on", {
+        "choices": CHOICES["training.select_on"],
+        "help": "The split that picks the best epoch (and drives early stopping and "
+                "ReduceLROnPlateau); it is never the one reported. auto (default): dev when "
+                "the data has dev and test, else a validation split carved from train "
+                "(data.validation_fraction), so dev stays untouched. last: keep the last epoch."}),
     "--cache-dir": ("features.cache_dir", {"help": "Feature cache folder."}),
     "--epochs": ("training.epochs", {"type": int}),
     "--batch-size": ("training.batch_size", {"type": int}),

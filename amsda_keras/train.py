@@ -4,6 +4,7 @@ Examples:
     python -m amsda_keras.train --model baseline                  # demo data, tiny encoders
     python -m amsda_keras.train --model baseline --config configs/baseline_mvsa_single.yaml
     python -m amsda_keras.train --config configs/mahfnet_mvsa_single_offline.yaml --seeds 1,2,3
+    python -m amsda_keras.train --config configs/probe_mvsa_single.yaml --folds 5 --seeds 1,2,3
     python -m amsda_keras.train --model mahfnet --ablate hgfm,ieem   # Table 7's -(IEEM) row
     python -m amsda_keras.train --model amsda                       # fine-tunes the encoders
     python -m amsda_keras.train --config configs/amsda_mvsa_single_offline.yaml --freeze-encoders
@@ -31,8 +32,8 @@ def build_parser():
         "--model", "--data", "--data-format", "--label-rule", "--splits", "--on-bad-sample",
         "--text-encoder", "--image-encoder", "--sequence-length", "--image-size",
         "--train-encoders", "--freeze-encoders", "--train-text-layers",
-        "--modality", "--ablate", "--loss", "--precision", "--jit-compile", "--distribute",
-        "--cache-dir",
+        "--modality", "--ablate", "--loss", "--select-on", "--precision", "--jit-compile",
+        "--distribute", "--cache-dir",
         "--epochs", "--batch-size", "--learning-rate", "--seed", "--output",
     ])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -41,6 +42,12 @@ def build_parser():
         "--seeds", type=lambda text: comma_list(text, item_type=int), metavar="N[,N]",
         help="Train once per seed (e.g. 1,2,3) into OUTPUT/seed-N and write the mean ± std of "
              "every metric to OUTPUT/summary.json and summary.md.")
+    parser.add_argument(
+        "--folds", type=int, metavar="K",
+        help="Stratified K-fold over all labelled rows (the data's own splits set aside): "
+             "each fold in turn is the test split, the epoch is picked on a validation split "
+             "carved from the other folds; one run per fold (and per seed, with --seeds) into "
+             "OUTPUT/fold-F/seed-N, then the mean ± std over them all in OUTPUT/summary.md.")
     parser.add_argument(
         "--resume", metavar="RUN_DIR",
         help="Continue a run that was stopped, from its last finished epoch, with the settings "
@@ -63,14 +70,18 @@ def main(argv=None):
             return
         config = resolve_config(args.config, overrides, model_builders=MODEL_BUILDERS,
                                 model_defaults=MODEL_DEFAULTS)
-        if args.seeds:
-            train_seeds(config, args.seeds, progress=not args.no_progress)
+        if args.folds is not None and args.folds < 2:
+            raise ConfigError(f"--folds must be at least 2. Received: {args.folds}")
+        if args.seeds or args.folds:
+            train_seeds(config, args.seeds or [config["training"]["seed"]], folds=args.folds,
+                        progress=not args.no_progress)
         else:
             train(config, progress=not args.no_progress)
 
 
 def _resumed_config(args, overrides):
-    extra = (["--config"] if args.config else []) + (["--seeds"] if args.seeds else []) + [
+    extra = (["--config"] if args.config else []) + (["--seeds"] if args.seeds else []) + (
+        ["--folds"] if args.folds else []) + [
         key for key, value in overrides.items() if value is not None]
     if extra:
         raise ConfigError("--resume continues a run with the settings in its config.yaml and "

@@ -25,13 +25,15 @@ def _subset_manifest(shared_dir, directory, num_train, num_dev):
 
 
 def test_baseline_on_mvsa_single_subset_beats_the_majority_class(shared_dir, tmp_path):
-    manifest, subset = _subset_manifest(shared_dir, tmp_path, 800, 200)
+    # 1,600 train rows: with 800, the epoch picked on their 80-row validation split scored
+    # 0.625 on dev (majority 0.60); dev itself had picked it before, which looked better.
+    manifest, subset = _subset_manifest(shared_dir, tmp_path, 1600, 200)
     run_dir = tmp_path / "run"
     train.main(["--config", "configs/baseline_mvsa_single.yaml", "--data", str(manifest),
                 "--output", str(run_dir), "--epochs", "10", "--no-progress"])
     dev = json.loads((run_dir / "metrics.json").read_text())["dev"]
     majority = subset.loc[subset["split"] == "dev", "label"].value_counts(normalize=True).max()
-    assert dev["num_samples"] == 200
+    assert dev["num_samples"] == 200 and dev["role"] == "untouched"
     assert dev["accuracy"] > majority + 0.03
     assert 0 < dev["macro_f1"] < dev["weighted_f1"]
 

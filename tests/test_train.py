@@ -72,7 +72,9 @@ def test_evaluate_takes_a_split_from_the_run_when_the_data_has_none(demo_run, tm
     evaluate.main(["--run", str(demo_run), "--data", manifest, "--split", "dev",
                    "--output", str(tmp_path / "eval"), "--no-progress"])
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["dev"] == json.loads((demo_run / "metrics.json").read_text())["dev"]
+    trained = json.loads((demo_run / "metrics.json").read_text())["dev"]
+    assert trained.pop("role") == "selection"
+    assert metrics["dev"] == trained
 
 
 def test_splits_file_is_reused(demo_run, tmp_path):
@@ -222,7 +224,7 @@ def test_seeds_write_a_summary_and_step_lr_decays(tmp_path, capsys):
     assert dev_accuracy["values"] == per_seed
     np.testing.assert_allclose([dev_accuracy["mean"], dev_accuracy["std"]],
                                [np.mean(per_seed), np.std(per_seed, ddof=1)])
-    assert "| dev | accuracy |" in (base / "summary.md").read_text()
+    assert "| dev (selects) | accuracy |" in (base / "summary.md").read_text()
     history = pd.read_csv(base / "seed-1" / "history.csv")
     np.testing.assert_allclose(history["learning_rate"], 1e-3 * 0.5 ** (history["epoch"] // 2))
 

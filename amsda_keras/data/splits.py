@@ -2,6 +2,8 @@
 
 `ensure_splits` keeps the splits a dataset ships with, adds a dev split carved from train
 when there is none, and makes a seeded split stratified by label when no row has one.
+`carve_validation` takes a `validation` split out of train (the split that picks the epoch
+when dev is reported), and `fold_split` makes one fold of a stratified K-fold the test split.
 `write_splits` and `apply_splits_file` store an assignment as `splits.csv` (`id,split`)
 so that another run can use exactly the same one.
 """
@@ -10,11 +12,14 @@ import csv
 import math
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from amsda_keras.data.table import SPLIT_NAMES
 
 MAX_LISTED_IDS = 5
+# Carved out of train by a run, never read from a dataset (whose `validation` means dev).
+VALIDATION = "validation"
+RUN_SPLIT_NAMES = SPLIT_NAMES + (VALIDATION,)
 
 
 def ensure_splits(frame, seed, ratios=(0.8, 0.1, 0.1)):
@@ -69,6 +74,50 @@ def ensure_splits(frame, seed, ratios=(0.8, 0.1, 0.1)):
     return frame, [note]
 
 
+def carve_validation(frame, fraction, seed):
+    """Moves `fraction` of the train rows, stratified by label, into a `validation` split.
+
+    Returns:
+        `(frame, note)`: a copy of `frame`, and a plain-language note on what was done.
+    """
+    train_rows = np.flatnonzero(frame["split"] == "train")
+    _, taken, how = _divide(train_rows, frame["label"], fraction, seed)
+    frame = frame.copy()
+    frame.iloc[taken, frame.columns.get_loc("split")] = VALIDATION
+    note = (f"{len(taken):,} of {len(train_rows):,} train samples ({fraction:g}) became the "
+            f"{VALIDATION} split ({how}, seed {seed}).")
+    return frame, note
+
+
+def fold_split(frame, folds, fold, seed):
+    """Fold `fold` (1-based) of a seeded stratified `folds`-fold partition of all rows becomes
+    `test`, every other row `train`; the splits the data came with are set aside.
+
+    Returns:
+        `(frame, note)`: a copy of `frame`, and a plain-language note on what was done.
+    """
+    if not (isinstance(folds, int) and folds >= 2 and isinstance(fold, int)
+            and 1 <= fold <= folds):
+        raise ValueError(f"K-fold needs `folds` >= 2 and 1 <= `fold` <= `folds`. "
+                         f"Received: folds={folds!r}, fold={fold!r}")
+    if len(frame) < folds:
+        raise ValueError(f"Cannot make {folds} folds of {len(frame):,} samples.")
+    labels = frame["label"].to_numpy()
+    smallest = np.unique(labels, return_counts=True)[1].min()
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    stratify = labels if smallest >= folds else np.zeros_like(labels)
+    _, held_out = list(splitter.split(np.zeros(len(frame)), stratify))[fold - 1]
+    frame = frame.copy()
+    frame["split"] = "train"
+    frame.iloc[held_out, frame.columns.get_loc("split")] = "test"
+    how = ("stratified by label" if smallest >= folds
+           else f"not stratified: a class has fewer than {folds} samples")
+    note = (f"Fold {fold} of {folds}: {len(held_out):,} of {len(frame):,} samples are the "
+            f"test split, the rest train ({how}, seed {seed}; the data's own splits are "
+            f"set aside).")
+    return frame, note
+
+
 def write_splits(frame, path):
     """Writes the `id,split` pairs of `frame` to the CSV file `path`."""
     frame.loc[:, ["id", "split"]].to_csv(path, index=False)
@@ -117,10 +166,10 @@ def _read_splits_file(path):
         for record in reader:
             where = f"{path}, line {reader.line_num}"
             sample_id, split = record["id"], record["split"]
-            if split not in SPLIT_NAMES:
+            if split not in RUN_SPLIT_NAMES:
                 raise ValueError(
                     f"{where}, column 'split': unknown split {split!r}; expected one of "
-                    f"{SPLIT_NAMES}."
+                    f"{RUN_SPLIT_NAMES}."
                 )
             if sample_id in splits:
                 raise ValueError(f"{where}, column 'id': id {sample_id!r} appears a second time.")

@@ -26,23 +26,33 @@ def build_baseline(*, num_classes, text_dim=None, image_dim=None, modality="both
     Returns:
         A `keras.Model` from a dict of pooled features to logits `[batch, num_classes]`.
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"`modality` must be one of {MODALITIES}. Received: modality={modality}")
     check_num_classes(num_classes)
     if not isinstance(hidden_dim, int) or hidden_dim <= 0:
         raise ValueError(f"`hidden_dim` must be a positive int. Received: hidden_dim={hidden_dim}")
     if not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+    inputs, x = pooled_features(modality, text_dim, image_dim)
+    x = keras.layers.Dense(hidden_dim, activation="relu", name="hidden")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name=f"baseline_{modality}")
+
+
+def pooled_features(modality, text_dim, image_dim):
+    """The pooled-feature inputs of `modality` and their concatenation.
+
+    Returns:
+        `(inputs, features)`: a dict of `keras.Input`s named `text_pooled` / `image_pooled`,
+        and the tensor the head reads (the one input, or both concatenated, text first).
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"`modality` must be one of {MODALITIES}. Received: modality={modality}")
     widths = {"text": text_dim, "image": image_dim}
     used = ["text", "image"] if modality == "both" else [modality]
     for name in used:
         if not widths[name]:
             raise ValueError(f"`{name}_dim` is needed for modality={modality!r}.")
-
     inputs = {f"{name}_pooled": keras.Input((widths[name],), name=f"{name}_pooled") for name in used}
     features = list(inputs.values())
     x = features[0] if len(features) == 1 else keras.layers.Concatenate(name="concat")(features)
-    x = keras.layers.Dense(hidden_dim, activation="relu", name="hidden")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=f"baseline_{modality}")
+    return inputs, x

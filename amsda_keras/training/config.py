@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from amsda_keras.training.protocol import SELECT_ON
+
 DEFAULTS = {
     "model": "baseline",
     "model_args": {},
@@ -24,6 +26,13 @@ DEFAULTS = {
         "image_dir": None,
         "splits": None,  # A splits.csv from an earlier run, to reuse its split.
         "on_bad_sample": "skip",
+        # Share of train carved out as the `validation` split that picks the epoch when dev
+        # is to stay untouched (training.select_on).
+        "validation_fraction": 0.1,
+        # K-fold: fold `fold` (1..folds) of a seeded stratified partition of all rows is the
+        # test split (`train --folds K` runs every fold).
+        "folds": None,
+        "fold": None,
     },
     "encoders": {
         "text": "tiny",
@@ -51,12 +60,16 @@ DEFAULTS = {
         "seed": 0,
         "class_weight": "none",  # "none" or "balanced" (from the training split).
         "oversample": False,  # Random oversampling of minority classes in the training split.
-        "early_stopping_patience": None,  # None: train all epochs, keep the best dev epoch.
+        # The split that picks the best epoch and drives early stopping and ReduceLROnPlateau:
+        # auto, validation, dev or last (training/protocol.py).
+        "select_on": "auto",
+        # None: train all epochs, keep the best epoch on the selection split.
+        "early_stopping_patience": None,
         # StepLR: the learning rate is multiplied by lr_step_gamma every lr_step_epochs epochs
         # (None: constant).
         "lr_step_epochs": None,
         "lr_step_gamma": 0.8,
-        # ReduceLROnPlateau on the dev loss: multiply the learning rate by reduce_lr_factor
+        # ReduceLROnPlateau on the selection split's loss: multiply the learning rate by reduce_lr_factor
         # after reduce_lr_patience epochs without improvement (None: off).
         "reduce_lr_patience": None,
         "reduce_lr_factor": 0.1,
@@ -64,6 +77,9 @@ DEFAULTS = {
         "focal_alpha": 0.27,
         "focal_gamma": 1.9,
         "contrastive_weight": 0.1,  # lambda of MAHFNet's contrastive loss (eq. 25).
+        # The probe's candidate inverse L2 strengths (scikit-learn's C), one picked on the
+        # selection split.
+        "probe_c_values": [0.0001, 0.001, 0.01, 0.1, 1.0, 10.0],
         # Keras dtype policy: mixed_float16 on a T4 (Keras scales the loss), mixed_bfloat16 on
         # GPUs and TPUs that have bfloat16.
         "precision": "float32",
@@ -77,6 +93,7 @@ DEFAULTS = {
 }
 CHOICES = {
     "data.on_bad_sample": ("skip", "error"),
+    "training.select_on": SELECT_ON,
     "data.label_rule": ("standard", "amsda"),
     "training.class_weight": ("none", "balanced"),
     "training.loss": ("cross_entropy", "focal"),
@@ -85,7 +102,8 @@ CHOICES = {
     "training.jit_compile": ("auto", True, False),
 }
 # Settings whose default is None but that take a positive int when set.
-OPTIONAL_POSITIVE_INTS = ("encoders.image_size", "training.early_stopping_patience",
+OPTIONAL_POSITIVE_INTS = ("data.folds", "data.fold", "encoders.image_size",
+                          "training.early_stopping_patience",
                           "training.lr_step_epochs", "training.reduce_lr_patience")
 # Builder arguments that come from the data and encoders, never from a config.
 RUNTIME_MODEL_ARGS = {"num_classes", "text_dim", "image_dim"}
@@ -143,6 +161,7 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"`{key}` must be a positive int or null. Received: {value!r}")
     _check_text_trainable_layers(config["encoders"])
+    _check_protocol(config)
     if model_builders is not None:
         _check_model(config, model_builders)
     return config
@@ -222,6 +241,32 @@ def _check_text_trainable_layers(encoder_config):
         raise ConfigError("`encoders.text_trainable_layers` trains the last layers of frozen "
                           "encoders, but `encoders.trainable: true` already trains them all; "
                           "set one of them.")
+
+
+def _check_protocol(config):
+    data, training = config["data"], config["training"]
+    if not 0 < data["validation_fraction"] < 1:
+        raise ConfigError("`data.validation_fraction` must be between 0 and 1. "
+                          f"Received: {data['validation_fraction']!r}")
+    folds, fold = data["folds"], data["fold"]
+    if (folds is None) != (fold is None) or (folds is not None and not 1 <= fold <= folds):
+        raise ConfigError("`data.folds` (K >= 2) and `data.fold` (1..K) go together. "
+                          f"Received: folds={folds!r}, fold={fold!r}")
+    if folds == 1:
+        raise ConfigError("`data.folds` must be at least 2. Received: 1")
+    if folds is not None and data["splits"]:
+        raise ConfigError("`data.splits` reuses a split and `data.folds` makes one; set one.")
+    if training["select_on"] == "last":
+        set_keys = [f"training.{key}" for key in ("early_stopping_patience",
+                                                  "reduce_lr_patience") if training[key]]
+        if set_keys:
+            raise ConfigError(f"`training.select_on: last` selects nothing, so {' and '.join(set_keys)} "
+                              "(which watch a selection split) must be null.")
+    values = training["probe_c_values"]
+    if not values or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0
+                             for c in values):
+        raise ConfigError("`training.probe_c_values` must be a list of positive numbers. "
+                          f"Received: {values!r}")
 
 
 def _check_model(config, model_builders):

@@ -4,25 +4,37 @@ import copy
 from pathlib import Path
 
 import numpy as np
+from keras import ops
 
-from amsda_keras.data.splits import apply_splits_file
+from amsda_keras.data.splits import VALIDATION, apply_splits_file
 from amsda_keras.inference import load_run, logits_of
 from amsda_keras.training import inputs, reporting
 
 ALL_ROWS = "all"
+# The order of the splits in the reports.
+SPLIT_ORDER = ("train", VALIDATION, "dev", "test")
 
 
-def score(model, frame, batches, class_names, directory, batch_size):
+def score(model, frame, batches, class_names, directory, batch_size, protocol=None):
     """Predicts every split of `frame`, writes the reports into `directory`, prints a summary.
 
-    `batches` is the `make(part, **options)` function of `inputs.batches_for`.
+    `batches` is the `make(part, **options)` function of `inputs.batches_for`; `protocol`, a
+    trained run's `Protocol`, gives each split's role in the reports.
     """
-    predictions = {
-        split: (part["label"].to_numpy(), np.argmax(logits_of(model.predict(
-            batches(part, batch_size=batch_size, with_labels=False), verbose=0)), axis=-1))
-        for split, part in frame.groupby("split", sort=False)
+    parts = {split: part for split, part in sorted(
+        frame.groupby("split", sort=False), key=lambda pair: _split_rank(pair[0]))}
+    probabilities = {
+        split: ops.convert_to_numpy(ops.softmax(ops.cast(logits_of(model.predict(
+            batches(part, batch_size=batch_size, with_labels=False), verbose=0)), "float32")))
+        for split, part in parts.items()
     }
-    results = reporting.write_reports(directory, predictions, class_names)
+    reporting.write_predictions(directory / reporting.PREDICTIONS_FILE, parts, probabilities, class_names)
+    predictions = {split: (parts[split]["label"].to_numpy(), values.argmax(axis=-1))
+                   for split, values in probabilities.items()}
+    roles = ({split: protocol.role(split) for split in predictions}
+             if protocol is not None else None)
+    results = reporting.write_reports(directory, predictions, class_names, roles=roles,
+                                      main_split=protocol and protocol.report)
     print(reporting.summary_table(results).round(4).to_string())
     return results
 
@@ -76,3 +88,7 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
                     config["training"]["batch_size"])
     print(f"Reports written to {directory}")
     return results
+
+
+def _split_rank(split):
+    return SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER)

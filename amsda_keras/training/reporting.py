@@ -1,5 +1,6 @@
 """Metrics (scikit-learn), the run folder's reports and its figures (matplotlib)."""
 
+import io
 import json
 from pathlib import Path
 
@@ -8,7 +9,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn import metrics as sk_metrics
 
+from amsda_keras.files import write_text_atomically
+
 HEADLINE_METRICS = ("accuracy", "weighted_f1", "macro_f1")
+# Each scored sample's label, prediction and class probabilities, every split but train.
+PREDICTIONS_FILE = "predictions.csv"
 # History columns holding A-MSDA's learned branch weights: fusion_weight_<branch>.
 FUSION_WEIGHT_PREFIX = "fusion_weight_"
 
@@ -37,20 +42,51 @@ def compute_metrics(y_true, y_pred, class_names):
     }
 
 
-def write_reports(directory, predictions, class_names):
+def write_predictions(path, parts, probabilities, class_names):
+    """Writes each sample's true and predicted class and class probabilities to the CSV `path`
+    (`id,split,label,predicted,probability_<class>...`), for every split but train.
+
+    Args:
+        path: the CSV file.
+        parts: dict from split name to its rows (a DataFrame with `id` and `label`).
+        probabilities: dict from split name to `[rows, classes]` probabilities.
+        class_names: ordered class names.
+    """
+    names = np.asarray(class_names, dtype=object)
+    frames = [
+        pd.DataFrame({"id": parts[split]["id"].to_numpy(), "split": split,
+                      "label": names[parts[split]["label"].to_numpy()],
+                      "predicted": names[values.argmax(axis=-1)],
+                      **{f"probability_{name}": values[:, index]
+                         for index, name in enumerate(class_names)}})
+        for split, values in probabilities.items() if split != "train"
+    ]
+    buffer = io.StringIO()
+    table = pd.concat(frames) if frames else pd.DataFrame(columns=["id", "split"])
+    table.to_csv(buffer, index=False, float_format="%.5f")
+    write_text_atomically(path, buffer.getvalue())
+
+
+def write_reports(directory, predictions, class_names, roles=None, main_split=None):
     """Writes `metrics.json`, `classification_report.txt` and confusion matrix figures.
 
     Args:
         directory: the folder to write into.
         predictions: dict from split name to `(y_true, y_pred)` integer arrays.
         class_names: ordered class names.
+        roles: optional dict from split name to its role in training (`train`, `selection`,
+            `untouched`), stored in each split's metrics as `role`.
+        main_split: the split whose confusion matrix is `confusion_matrix.png`; defaults to
+            dev, else the first split.
 
     Returns:
         The metrics dict, keyed by split.
     """
     directory = Path(directory)
     results = {split: compute_metrics(*pair, class_names) for split, pair in predictions.items()}
-    (directory / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    for split, role in (roles or {}).items():
+        results[split]["role"] = role
+    write_text_atomically(directory / "metrics.json", json.dumps(results, indent=2) + "\n")
     labels = list(range(len(class_names)))
     reports = [
         f"== {split} ==\n"
@@ -59,17 +95,21 @@ def write_reports(directory, predictions, class_names):
         )
         for split, (y_true, y_pred) in predictions.items()
     ]
-    (directory / "classification_report.txt").write_text("\n".join(reports))
+    write_text_atomically(directory / "classification_report.txt", "\n".join(reports))
+    main_split = main_split or ("dev" if "dev" in predictions else next(iter(predictions)))
     for split, values in results.items():
-        name = "confusion_matrix.png" if split == _main_split(predictions) else f"confusion_matrix_{split}.png"
+        name = "confusion_matrix.png" if split == main_split else f"confusion_matrix_{split}.png"
         plot_confusion_matrix(directory / name, values["confusion_matrix"], class_names, title=split)
     return results
 
 
 def summary_table(results):
-    """The headline metrics of every split as a small DataFrame, for printing."""
+    """The headline metrics of every split as a small DataFrame, for printing; with roles, the
+    split that picked the epoch is marked `(selects)` and the others `(untouched)`."""
+    marks = {"selection": " (selects)", "untouched": " (untouched)"}
     rows = {
-        split: {key: values[key] for key in ("num_samples", *HEADLINE_METRICS)}
+        split + marks.get(values.get("role"), ""):
+            {key: values[key] for key in ("num_samples", *HEADLINE_METRICS)}
         for split, values in results.items()
     }
     return pd.DataFrame(rows).T.astype({"num_samples": int})
@@ -108,17 +148,21 @@ def plot_confusion_matrix(path, counts, class_names, title=""):
     figure.savefig(path, dpi=120)
 
 
-def plot_training_curves(path, history):
-    """Loss and every other logged metric per epoch, train next to `val_` (fusion weights apart)."""
-    metrics = [name for name in history.columns if name != "epoch"
+def plot_training_curves(path, history, selection="dev"):
+    """Loss and every other logged metric per epoch, train next to `val_` (the `selection`
+    split, None for none; fusion weights apart). The probe's history has one line per C
+    instead of epochs."""
+    epochs = "epoch" in history
+    x = history["epoch"] + 1 if epochs else history["c"]
+    metrics = [name for name in history.columns if name not in ("epoch", "c")
                and not name.startswith(("val_", FUSION_WEIGHT_PREFIX))]
     figure = Figure(figsize=(4.5 * len(metrics), 3.5))
     for axes, name in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
-        epochs = history["epoch"] + 1
-        axes.plot(epochs, history[name], marker="o", label="train")
-        if f"val_{name}" in history:
-            axes.plot(epochs, history[f"val_{name}"], marker="o", label="dev")
-        axes.set(xlabel="epoch", title=name)
+        axes.plot(x, history[name], marker="o", label="train")
+        if selection and f"val_{name}" in history:
+            axes.plot(x, history[f"val_{name}"], marker="o", label=f"{selection} (selects)")
+        axes.set(xlabel="epoch" if epochs else "C (inverse L2 strength)", title=name,
+                 xscale="linear" if epochs else "log")
         axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -137,6 +181,3 @@ def plot_fusion_weights(path, history):
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
-
-def _main_split(predictions):
-    return "dev" if "dev" in predictions else next(iter(predictions))

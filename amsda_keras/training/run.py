@@ -1,10 +1,12 @@
 """One training run, from a resolved config to a complete run folder.
 
 The run folder holds: `config.yaml` (resolved), `splits.csv`, `skipped_samples.csv`,
-`history.csv`, `training_curves.png`, `model.keras` (the best dev epoch), `metrics.json`,
-`classification_report.txt`, `confusion_matrix.png` (dev) and `confusion_matrix_<split>.png`,
-`run.json` (wall time, parameters, versions, git commit, and the best model's fusion
-weights), for A-MSDA `fusion_weights.png`, and, for `tiny` encoders, `encoders/`. While
+`history.csv`, `training_curves.png`, `model.keras` (the best epoch on the selection split,
+see `protocol`), `metrics.json`, `predictions.csv` (every sample outside train),
+`classification_report.txt`, `confusion_matrix.png` (the reported split) and
+`confusion_matrix_<split>.png`, `run.json` (the protocol, wall time, parameters, versions,
+git commit, and the best model's fusion weights), for A-MSDA `fusion_weights.png`, and,
+for `tiny` encoders, `encoders/`. While
 training it also holds `checkpoint/` (the last epoch's full state, see `checkpoints`),
 removed once the run is done.
 """
@@ -26,7 +28,8 @@ import pandas as pd
 import tensorflow as tf
 
 from amsda_keras.data.pipeline import balanced_class_weights, epoch_variable
-from amsda_keras.data.splits import apply_splits_file, ensure_splits, write_splits
+from amsda_keras.data.splits import apply_splits_file, ensure_splits, fold_split, write_splits
+from amsda_keras.files import write_text_atomically
 from amsda_keras.models import MODEL_BUILDERS
 from amsda_keras.models.compose import attach_encoder_tops, attach_encoders
 from amsda_keras.training import inputs, reporting
@@ -42,6 +45,9 @@ from amsda_keras.training.distribute import (device_count, distribution_scope, p
                                               without_data_sharding)
 from amsda_keras.training.errors import TrainingDivergedError
 from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
+from amsda_keras.models.probe import PROBE
+from amsda_keras.training.probe import check_probe_settings, fit_probe
+from amsda_keras.training.protocol import apply_protocol
 
 # A model with dict outputs has `logits` and per-sample auxiliary losses (MAHFNet's
 # `contrastive`), each weighted by its `training.<name>_weight`.
@@ -69,19 +75,23 @@ def train(config, progress=True, resume=False):
 def _train(config, progress, resume):
     started = time.perf_counter()
     settings = config["training"]
+    if config["model"] == PROBE:
+        check_probe_settings(config)
     run_dir = _make_run_dir(config, resume)
     checkpoint = _checkpoint_to_resume(run_dir, settings) if resume else None
     keras.utils.set_random_seed(settings["seed"])
 
     inputs.resolve_data_path(config["data"])
     table = inputs.load_table(config["data"], run_dir, progress=progress)
-    frame = _split(table.frame, config["data"], settings["seed"], run_dir)
+    frame, protocol = _split(table.frame, config, run_dir)
     config["data"]["class_names"] = list(table.class_names)
     save_config(config, run_dir / "config.yaml")
     print(f"Dataset: {len(frame)} samples, classes {table.class_names}")
     print(inputs.describe_splits(frame, table.class_names).to_string())
 
     train_frame = frame[frame["split"] == "train"]
+    selection_frame = (frame[frame["split"] == protocol.selection]
+                       if protocol.selection else None)
     encoders = inputs.build_encoders(config["encoders"], run_dir, train_frame["text"].tolist())
     model = MODEL_BUILDERS[config["model"]](
         num_classes=table.num_classes,
@@ -95,8 +105,38 @@ def _train(config, progress, resume):
     with without_data_sharding():
         batches = inputs.batches_for(model, encoders, frame, config["features"], progress=progress)
 
+    if config["model"] == PROBE:
+        chosen = fit_probe(model, batches, train_frame, selection_frame, settings, run_dir)
+    else:
+        chosen = _fit(model, batches, train_frame, selection_frame, table.num_classes, settings,
+                      run_dir, checkpoint, progress)
+
+    # The selected weights, into the trained model (whose trainable flags are the run's).
+    load_archive_weights(model, run_dir / "model.keras")
+    history = pd.read_csv(run_dir / "history.csv")
+    reporting.plot_training_curves(run_dir / "training_curves.png", history,
+                                   selection=protocol.selection)
+    if fusion_weights_layer(model) is not None:
+        reporting.plot_fusion_weights(run_dir / "fusion_weights.png", history)
+    with without_data_sharding():
+        score(model, frame, batches, table.class_names, run_dir, settings["batch_size"],
+              protocol=protocol)
+    wall_time = time.perf_counter() - started
+    info = _write_run_info(run_dir, model, wall_time, chosen, protocol,
+                           resumed_after=checkpoint and checkpoint["epochs_done"],
+                           devices=device_count(settings["distribute"]))
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    print(f"Kept: {_describe_choice(info, protocol)} (model.keras)")
+    print(f"Run folder: {run_dir}  (wall time {wall_time:.1f} s)")
+    return run_dir
+
+
+def _fit(model, batches, train_frame, selection_frame, num_classes, settings, run_dir,
+         checkpoint, progress):
+    """Trains a Keras model with `fit`, keeping the best epoch on the selection split (the
+    last epoch without one) in `model.keras`. Returns `{"best_epoch": n}`."""
     class_weights = (
-        balanced_class_weights(train_frame["label"], table.num_classes)
+        balanced_class_weights(train_frame["label"], num_classes)
         if settings["class_weight"] == "balanced"
         else None
     )
@@ -109,11 +149,13 @@ def _train(config, progress, resume):
         # The focal loss weighs classes itself; cross-entropy gets them as sample weights.
         class_weights=class_weights if settings["loss"] == "cross_entropy" else None,
     )))
-    dev_data = with_targets(model, pad_batches(
-        batches(frame[frame["split"] == "dev"], batch_size=batch)))
+    selection_data = None if selection_frame is None else with_targets(model, pad_batches(
+        batches(selection_frame, batch_size=batch)))
     build_training_state(model, train_data)
     divergence = StopOnNonFiniteLoss()
-    callbacks = _callbacks(run_dir, settings, monitor, model, append_history=resume)
+    if selection_data is None:
+        monitor = None
+    callbacks = _callbacks(run_dir, settings, monitor, model, append_history=checkpoint is not None)
     if checkpoint is not None:
         restore_training_state(model, checkpoint)
         trim_history(run_dir / "history.csv", checkpoint["epochs_done"])
@@ -121,7 +163,7 @@ def _train(config, progress, resume):
     if checkpoint is None or not checkpoint["training_stopped"]:
         model.fit(
             train_data,
-            validation_data=dev_data,
+            validation_data=selection_data,
             epochs=settings["epochs"],
             initial_epoch=0 if checkpoint is None else checkpoint["epochs_done"],
             shuffle=False,  # train_data shuffles itself each epoch, from (seed, epoch).
@@ -134,23 +176,9 @@ def _train(config, progress, resume):
         )
     if divergence.stopped_at is not None:
         raise TrainingDivergedError(_divergence_message(run_dir, *divergence.stopped_at))
-
-    # The best epoch's weights, into the trained model (whose trainable flags are the run's).
-    load_archive_weights(model, run_dir / "model.keras")
     history = pd.read_csv(run_dir / "history.csv")
-    reporting.plot_training_curves(run_dir / "training_curves.png", history)
-    if fusion_weights_layer(model) is not None:
-        reporting.plot_fusion_weights(run_dir / "fusion_weights.png", history)
-    with without_data_sharding():
-        score(model, frame, batches, table.class_names, run_dir, batch)
-    wall_time = time.perf_counter() - started
-    info = _write_run_info(run_dir, model, history, wall_time, monitor,
-                           resumed_after=checkpoint and checkpoint["epochs_done"],
-                           devices=device_count(settings["distribute"]))
-    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-    print(f"Best dev epoch: {info['best_epoch']} of {info['epochs_run']} (model.keras)")
-    print(f"Run folder: {run_dir}  (wall time {wall_time:.1f} s)")
-    return run_dir
+    best = history[monitor].idxmax() if monitor else len(history) - 1
+    return {"best_epoch": int(history["epoch"][best]) + 1, "epochs_run": len(history)}
 
 
 def load_archive_weights(model, path):
@@ -188,23 +216,31 @@ def _checkpoint_to_resume(run_dir, settings):
     return checkpoint
 
 
-def _split(frame, data_config, seed, run_dir):
-    if data_config["splits"]:
-        frame = apply_splits_file(frame, data_config["splits"])
+def _split(frame, config, run_dir):
+    """Gives every row its split and decides the run's protocol. Returns `(frame, protocol)`."""
+    data, seed = config["data"], config["training"]["seed"]
+    notes = []
+    if data["folds"]:
+        frame, note = fold_split(frame, data["folds"], data["fold"], seed)
+        notes.append(note)
+    elif data["splits"]:
+        frame = apply_splits_file(frame, data["splits"])
     else:
         frame, notes = ensure_splits(frame, seed)
-        for note in notes:
-            print(f"Note: {note}")
+    frame, protocol, protocol_notes = apply_protocol(
+        frame, config["training"]["select_on"], data["validation_fraction"], seed)
+    for note in notes + protocol_notes:
+        print(f"Note: {note}")
     write_splits(frame, run_dir / "splits.csv")
     frame = frame.copy()
     frame["row"] = np.arange(len(frame))
-    return frame
+    return frame, protocol
 
 
 def compile_for_training(model, settings, class_weights=None):
     """Compiles `model` with the `training` settings.
 
-    Returns the dev metric that picks the best epoch.
+    Returns the selection split's metric that picks the best epoch.
     """
     optimizer = keras.optimizers.Adam(settings["learning_rate"])
     if settings["loss"] == "focal":
@@ -268,6 +304,7 @@ def with_targets(model, dataset):
 
 
 def _callbacks(run_dir, settings, monitor, model, append_history):
+    """The run's callbacks; with `monitor` None (no selection split), every epoch is saved."""
     callbacks = []
     if settings["lr_step_epochs"] is not None:
         callbacks.append(keras.callbacks.LearningRateScheduler(_step_lr(settings)))
@@ -278,9 +315,8 @@ def _callbacks(run_dir, settings, monitor, model, append_history):
     if fusion_weights_layer(model) is not None:
         callbacks.append(FusionWeightsLogger())
     callbacks += [
-        FiniteModelCheckpoint(
-            run_dir / "model.keras", monitor=monitor, mode="max", save_best_only=True
-        ),
+        FiniteModelCheckpoint(run_dir / "model.keras", monitor=monitor or "loss", mode="max",
+                              save_best_only=monitor is not None),
         # Last of those that write to the logs, so history.csv has what they add.
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=append_history),
     ]
@@ -294,7 +330,7 @@ def _callbacks(run_dir, settings, monitor, model, append_history):
 
 
 def _divergence_message(run_dir, epoch, batch, loss):
-    kept = (f"{run_dir / 'model.keras'} keeps the best dev epoch before it"
+    kept = (f"{run_dir / 'model.keras'} keeps the best epoch before it"
             if (run_dir / "model.keras").is_file()
             else "no epoch had finished, so no model was saved")
     return (f"The training loss became {loss} at epoch {epoch}, batch {batch}, so training "
@@ -324,13 +360,15 @@ def source_commit():
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _write_run_info(run_dir, model, history, wall_time, monitor, resumed_after, devices):
+def _write_run_info(run_dir, model, wall_time, chosen, protocol, resumed_after, devices):
     info = {
         # For a resumed run, the time since it was resumed.
         "wall_time_seconds": round(wall_time, 2),
         "resumed_after_epoch": resumed_after,
-        "best_epoch": int(history["epoch"][history[monitor].idxmax()]) + 1,
-        "epochs_run": len(history),
+        "selected_on": protocol.selection,
+        "untouched_splits": list(protocol.untouched),
+        # The best epoch and the epochs run, or the probe's chosen C.
+        **chosen,
         "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         **fusion_weights(model),
         "backend": keras.config.backend(),
@@ -341,5 +379,13 @@ def _write_run_info(run_dir, model, history, wall_time, monitor, resumed_after, 
         "python": platform.python_version(),
         "commit": source_commit(),
     }
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_text_atomically(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _describe_choice(info, protocol):
+    where = f"on the {protocol.selection} split" if protocol.selection else "no selection split"
+    if "best_epoch" not in info:
+        return f"the probe with C = {info['probe_c']:g} ({where})"
+    best = "best" if protocol.selection else "last"
+    return f"the {best} epoch, {info['best_epoch']} of {info['epochs_run']} ({where})"
