@@ -1,12 +1,14 @@
 """`python -m amsda_keras.reproduce`: rerun the results tables of docs/results.md from scratch.
 
 Trains every row of the chosen tables once per seed (`python -m amsda_keras.train ... --seeds`,
-printed before it runs) into OUTPUT/<row>/seed-N, copies each finished seed's records
-(config, metrics, run facts, history; `results/records.py`) to RECORDS/<row>/seed-N, then
-writes OUTPUT/tables.md from the records (mean ± std per row, with the commands) and
-OUTPUT/figures/ (confusion matrix of each family's best row, a MAHFNet attention heatmap).
-Finished seeds and valid feature caches are reused, so an interrupted run continues where it
-stopped; RECORDS (committed: results/EXPERIMENT) keeps seeds trained in earlier sessions.
+printed before it runs; with `--folds K` in a K-fold table) into OUTPUT/<row>/seed-N (or
+OUTPUT/K-fold/<row>/fold-F/seed-N), copies each finished run's records (config, metrics, run
+facts, history, per-sample predictions; `results/records.py`) to the same place under RECORDS,
+then writes OUTPUT/tables.md from the records (mean ± std per row, the paired differences from
+the probe and the reference row with their 95% CI, the commands) and OUTPUT/figures/
+(confusion matrix of each family's best row, a MAHFNet attention heatmap). Finished runs and
+valid feature caches are reused, so an interrupted run continues where it stopped; RECORDS
+(committed: results/EXPERIMENT) keeps runs trained in earlier sessions.
 
 Examples:
     python -m amsda_keras.reproduce mvsa_single                       # everything, seeds 1,2,3
@@ -39,7 +41,8 @@ def build_parser():
                         help="Train only these rows (the report still shows every row).")
     parser.add_argument("--seeds", type=lambda text: comma_list(text, item_type=int),
                         default=list(DEFAULT_SEEDS), metavar="N[,N]",
-                        help="Seeds per row (default: 1,2,3).")
+                        help="Seeds per row (default: 1,2,3; a row of a K-fold table may take "
+                             "only the first).")
     parser.add_argument("--output", help="Run folder (default: runs/reproduce/EXPERIMENT).")
     parser.add_argument("--records", help="Run records the tables are written from "
                                           "(default: results/EXPERIMENT).")
@@ -66,17 +69,17 @@ def main(argv=None):
         output = Path(args.output or Path("runs") / "reproduce" / args.experiment)
         if not args.report_only:
             rows = rows_to_train(tables, args.rows, all_rows=args.all_rows or _has_gpu())
-            for number, row in enumerate(rows, start=1):
-                argv = row.train_argv(args.seeds, output)
+            for number, (row, folds) in enumerate(rows, start=1):
+                argv = row.train_argv(args.seeds, output, folds)
                 print(f"=== Row {number} of {len(rows)}: {row.label} ===\n"
                       f"python -m amsda_keras.train {shlex.join(argv)}", flush=True)
                 if not args.dry_run:
                     _train(argv + (["--no-progress"] if args.no_progress else []))
         if not args.dry_run:
             records = Path(args.records or Path("results") / args.experiment)
-            keys = {row.key for table in tables for row in table.rows}
-            copied = save_records(output, records, sorted(keys))
-            print(f"Records of {copied} seed runs in {output} copied to {records}.")
+            folders = {table.folder(row) for table in tables for row in table.rows}
+            copied = save_records(output, records, sorted(folders))
+            print(f"Records of {copied} runs in {output} copied to {records}.")
             write_report(tables, output, records, args.seeds, docs=args.docs,
                          progress=not args.no_progress)
 
@@ -93,23 +96,24 @@ def selected_tables(experiment, names):
 
 
 def rows_to_train(tables, keys, all_rows):
-    """The distinct trainable rows of `tables` (first occurrence), filtered by `keys`."""
+    """The distinct trainable `(row, folds)` of `tables` (first occurrence of each row key and
+    protocol), filtered by `keys`."""
     distinct = {}
     for table in tables:
         for row in table.rows:
-            distinct.setdefault(row.key, row)
-    rows = [row for row in distinct.values() if not row.majority_of]
+            distinct.setdefault((row.key, table.folds), (row, table.folds))
+    rows = [pair for pair in distinct.values() if not pair[0].majority_of]
     if keys is not None:
-        unknown = sorted(set(keys) - {row.key for row in rows})
+        known = list(dict.fromkeys(row.key for row, _ in rows))
+        unknown = sorted(set(keys) - set(known))
         if unknown:
-            raise ValueError(f"--rows: unknown {unknown}; the tables have "
-                             f"{[row.key for row in rows]}.")
-        rows = [row for row in rows if row.key in keys]
-    skipped = [row.key for row in rows if row.needs_gpu and not all_rows]
+            raise ValueError(f"--rows: unknown {unknown}; the tables have {known}.")
+        rows = [(row, folds) for row, folds in rows if row.key in keys]
+    skipped = list(dict.fromkeys(row.key for row, _ in rows if row.needs_gpu and not all_rows))
     if skipped:
         print(f"No GPU: skipping {', '.join(skipped)} (fine-tuned encoders; --all-rows "
               "trains them anyway).")
-    return [row for row in rows if row.key not in skipped]
+    return [(row, folds) for row, folds in rows if row.key not in skipped]
 
 
 def _train(argv):

@@ -109,10 +109,11 @@ def test_the_reproduce_report_puts_only_the_heatmap_in_its_figures(mahfnet_run, 
     from amsda_keras.results.experiments import MAHFNET_FULL
     from amsda_keras.results.report import attention_figure
 
-    output, figures = tmp_path / "runs", tmp_path / "figures"
-    (output / MAHFNET_FULL.key).mkdir(parents=True)
-    (output / MAHFNET_FULL.key / "seed-1").symlink_to(mahfnet_run, target_is_directory=True)
-    path = attention_figure({"seeds": [1]}, MAHFNET_FULL, output, figures, progress=False)
+    group, figures = tmp_path / "runs" / MAHFNET_FULL.key, tmp_path / "figures"
+    group.mkdir(parents=True)
+    (group / "seed-1").symlink_to(mahfnet_run, target_is_directory=True)
+    path = attention_figure({"members": ["seed-1"]}, MAHFNET_FULL, group, figures,
+                            progress=False)
     assert list(figures.iterdir()) == [path] and path.name == "attention_mahfnet.png"
     assert Image.open(path).size[0] > 0
 

@@ -1,5 +1,6 @@
 """`python -m amsda_keras.reproduce`: rows to commands, seed summaries to tables and figures."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,32 +12,46 @@ from amsda_keras import reproduce
 from amsda_keras.results import tables
 from amsda_keras.results.experiments import EXPERIMENTS, Row, Table
 from amsda_keras.results.report import attention_figure, replace_blocks
+from amsda_keras.results.significance import compare_run_sets, load_run_set
 
 FAST = ("--epochs", "1", "--set", "encoders.sequence_length=16")
+PROBE = Row("probe", "probe", ("--model", "probe", "--set", "encoders.sequence_length=16"))
+BOTH = Row("both", "baseline, text + image", ("--model", "baseline", *FAST), paper=(0.7, 0.6))
 DEMO_TABLES = (
     Table("main", "Demo data.", (
-        Row("majority", "majority class", (), majority_of="both"),
+        Row("majority", "majority class", (), majority_of="probe"),
+        PROBE,
         Row("text", "baseline, text", ("--model", "baseline", "--modality", "text", *FAST)),
-        Row("both", "baseline, text + image", ("--model", "baseline", *FAST), paper=(0.7, 0.6)),
+        BOTH,
         Row("gpu_only", "baseline, fine-tuned", ("--model", "baseline", "--train-encoders"),
             needs_gpu=True),
-    ), family="baseline"),
+    ), family="baseline", reference="text"),
+    Table("folds", "Demo data, 2-fold.", (PROBE, dataclasses.replace(BOTH, max_seeds=1)),
+          folds=2),
 )
 
 
 def test_rows_are_trained_once_and_gpu_rows_only_when_asked(capsys):
     shared = Row("a", "A", ("--model", "baseline"))
     duplicated = (Table("one", "", (shared, Row("gpu", "G", (), needs_gpu=True))),
-                  Table("two", "", (shared, Row("b", "B", ()))))
-    assert [r.key for r in reproduce.rows_to_train(duplicated, None, all_rows=False)] == ["a", "b"]
+                  Table("two", "", (shared, Row("b", "B", ()))),
+                  Table("cv", "", (shared,), folds=5))
+
+    def keys(rows):
+        return [(row.key, folds) for row, folds in rows]
+
+    assert keys(reproduce.rows_to_train(duplicated, None, all_rows=False)) == [
+        ("a", None), ("b", None), ("a", 5)]
     assert "skipping gpu" in capsys.readouterr().out
-    assert [r.key for r in reproduce.rows_to_train(duplicated, None, all_rows=True)] == [
-        "a", "gpu", "b"]
-    assert [r.key for r in reproduce.rows_to_train(duplicated, ["b"], all_rows=False)] == ["b"]
+    assert keys(reproduce.rows_to_train(duplicated, None, all_rows=True)) == [
+        ("a", None), ("gpu", None), ("b", None), ("a", 5)]
+    assert keys(reproduce.rows_to_train(duplicated, ["b"], all_rows=False)) == [("b", None)]
     with pytest.raises(ValueError, match=r"--rows: unknown \['c'\]"):
         reproduce.rows_to_train(duplicated, ["c"], all_rows=False)
     assert shared.train_argv([1, 2], "out") == [
         "--model", "baseline", "--seeds", "1,2", "--output", "out/a"]
+    assert dataclasses.replace(shared, max_seeds=1).train_argv([1, 2], "out", folds=5) == [
+        "--model", "baseline", "--seeds", "1", "--folds", "5", "--output", "out/5-fold/a"]
 
 
 def test_every_mvsa_single_row_parses_as_train_flags():
@@ -54,19 +69,20 @@ def test_docs_results_has_a_block_for_every_mvsa_single_table():
         assert f"<!-- reproduce:{table.name} -->" in text, table.name
 
 
-def test_majority_class_comes_from_the_training_split_counts(tmp_path):
-    run = tmp_path / "source" / "seed-1"
-    run.mkdir(parents=True)
-    counts = {"train": (5, 2, 3), "dev": (3, 1, 2)}
-    metrics = {split: {"per_class": {name: {"support": n} for name, n in zip("abc", values)}}
-               for split, values in counts.items()}
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    summary = tables.majority_summary(tmp_path, "source", [1, 2])["metrics"]["dev"]
-    assert summary["accuracy"]["mean"] == 0.5
-    np.testing.assert_allclose(summary["weighted_f1"]["mean"], 0.5 * (2 * 0.5 / 1.5))
-    np.testing.assert_allclose(summary["macro_f1"]["mean"], (2 * 0.5 / 1.5) / 3)
-    assert tables.majority_summary(tmp_path, "absent", [1]) is None
-    assert tables.majority_summary(tmp_path, "source", [2]) is None
+def test_majority_class_comes_from_each_runs_training_split_counts(tmp_path):
+    runs = []
+    for name, counts in (("fold-1", {"train": (5, 2, 3), "test": (3, 1, 2)}),
+                         ("fold-2", {"train": (2, 5, 3), "test": (1, 4, 5)})):
+        runs.append(tmp_path / name)
+        runs[-1].mkdir()
+        metrics = {split: {"per_class": {c: {"support": n} for c, n in zip("abc", values)}}
+                   for split, values in counts.items()}
+        (runs[-1] / "metrics.json").write_text(json.dumps(metrics))
+    summary = tables.majority_summary({"runs": runs, "report": "test"})["metrics"]["test"]
+    assert summary["accuracy"]["values"] == [0.5, 0.4]
+    np.testing.assert_allclose(summary["weighted_f1"]["values"][0], 0.5 * (2 * 0.5 / 1.5))
+    np.testing.assert_allclose(summary["macro_f1"]["values"][0], (2 * 0.5 / 1.5) / 3)
+    assert tables.majority_summary(None) is None
 
 
 def test_docs_blocks_are_replaced_and_a_missing_block_is_named():
@@ -82,35 +98,50 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     output, records = tmp_path / "runs", tmp_path / "results"
     docs = tmp_path / "docs" / "results.md"
     docs.parent.mkdir()
-    docs.write_text("# Results\n<!-- reproduce:main -->\n<!-- /reproduce:main -->\n")
+    docs.write_text("# Results\n<!-- reproduce:main -->\n<!-- /reproduce:main -->\n"
+                    "<!-- reproduce:folds -->\n<!-- /reproduce:folds -->\n")
     common = ["--output", str(output), "--records", str(records), "--no-progress"]
     args = ["demo", "--seeds", "1,2", *common]
-    reproduce.main([*args, "--rows", "text,both"])
+    reproduce.main([*args, "--tables", "main", "--rows", "probe,text,both"])
     out = capsys.readouterr().out
     assert "python -m amsda_keras.train --model baseline --modality text" in out
-    assert "baseline, text + image | 2 | 0." in (output / "tables.md").read_text()
+    assert "| baseline, text + image | 2 | 0." in (output / "tables.md").read_text()
 
     reproduce.main([*args, "--docs", str(docs)])
     out = capsys.readouterr().out
-    assert out.count("reusing the finished run") == 4 and "skipping gpu_only" in out
+    assert out.count("reusing the finished run") == 6 and "skipping gpu_only" in out
     report = docs.read_text()
-    both = json.loads((output / "both" / "summary.json").read_text())["metrics"]["dev"]
-    accuracy = both["accuracy"]
+    # The demo data has no split: 8:1:1, dev picks the epoch and test is reported.
+    both = json.loads((output / "both" / "summary.json").read_text())["metrics"]
+    accuracy = both["test"]["accuracy"]
+    assert f"| {both['dev']['accuracy']['mean']:.3f} ± " in report  # selection accuracy
     assert f"| {accuracy['mean']:.3f} ± {accuracy['std']:.3f} |" in report
+    versus_probe = compare_run_sets(load_run_set(records / "probe"),
+                                    load_run_set(records / "both"))["metrics"]["accuracy"]
+    assert (f"| {versus_probe['difference']:+.3f} [{versus_probe['ci_low']:+.3f}, "
+            f"{versus_probe['ci_high']:+.3f}] |") in report
+    assert "Δ accuracy vs baseline, text [95% CI]" in report
     assert "| 0.7000 / 0.6000 |" in report and "--seeds 1,2 --output" in report
     assert report.count("not run") == 3  # the GPU row's three metrics
     assert (docs.parent / "figures" / "confusion_main.png").stat().st_size > 0
     assert "figures/confusion_main.png" in report
+    # The K-fold table: every fold of the probe's two seeds, one seed of the slow row.
+    assert "--seeds 1 --folds 2 --output" in report
+    assert sorted(p.relative_to(records / "2-fold").as_posix() for p in
+                  (records / "2-fold").glob("*/fold-*/seed-*")) == [
+        "both/fold-1/seed-1", "both/fold-2/seed-1", "probe/fold-1/seed-1",
+        "probe/fold-1/seed-2", "probe/fold-2/seed-1", "probe/fold-2/seed-2"]
+    assert "| baseline, text + image | 2 | 0." in report
 
     # One seed of a shared row rewrites its summary.json; the report still counts both seeds.
-    reproduce.main(["demo", "--seeds", "1", *common, "--rows", "both"])
+    reproduce.main(["demo", "--seeds", "1", *common, "--tables", "main", "--rows", "both"])
     assert json.loads((output / "both" / "summary.json").read_text())["seeds"] == [1]
     reproduce.main([*args, "--report-only", "--docs", str(docs)])
     assert f"| {accuracy['mean']:.3f} ± {accuracy['std']:.3f} |" in docs.read_text()
 
     # The records alone rewrite the same tables where the run folders are gone.
     assert sorted(path.name for path in (records / "both" / "seed-2").iterdir()) == [
-        "config.yaml", "history.csv", "metrics.json", "run.json"]
+        "config.yaml", "history.csv", "metrics.json", "predictions.csv", "run.json"]
     shutil.rmtree(output)
     reproduce.main([*args, "--report-only", "--docs", str(docs)])
     assert docs.read_text() == report
@@ -119,7 +150,7 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
 def test_attention_heatmap_is_kept_where_the_trained_model_is_gone(tmp_path, capsys):
     row = Row("mahfnet", "MAHFNet", ())
     figures = tmp_path / "figures"
-    summary = {"seeds": [2]}
+    summary = {"members": ["seed-2"]}
     assert attention_figure(summary, row, tmp_path / "runs", figures, progress=False) is None
     assert "No trained model in" in capsys.readouterr().out
     figures.mkdir()

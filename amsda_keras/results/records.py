@@ -1,30 +1,43 @@
-"""Run records: the small files of each finished seed run that the tables are computed from.
+"""Run records: the small files of each finished run that the tables are computed from.
 
 Run folders hold the trained model (tens of MB) and stay out of git; their records
-(config, metrics, run facts and training history, about 10 kB a seed) are copied to
-`results/<experiment>/<row>/seed-N`, which is committed. The tables are written from the
-records, so seeds trained in different sessions or on different machines add up, and the
-report can be rewritten where the run folders are gone.
+(config, metrics, run facts, training history and per-sample predictions, tens of kB a run)
+are copied to `results/<experiment>/<row folder>/seed-N` (or `.../fold-F/seed-N`), which is
+committed. The tables are written from the records, so runs trained in different sessions or
+on different machines add up, and the report can be rewritten where the run folders are gone.
 """
 
 import shutil
 from pathlib import Path
 
-RECORD_FILES = ("config.yaml", "metrics.json", "run.json", "history.csv")
+from amsda_keras.training.reporting import PREDICTIONS_FILE
+
+RECORD_FILES = ("config.yaml", "metrics.json", "run.json", "history.csv", PREDICTIONS_FILE)
 FINISHED = "metrics.json"
+# The run folders of a `--seeds` group and of a `--folds` group.
+MEMBER_PATTERNS = ("seed-*", "fold-*/seed-*")
 
 
-def save_records(output, records, keys):
-    """Copies the records of every finished `<output>/<key>/seed-N` to `<records>/<key>/seed-N`,
-    replacing older records of the same seed. Returns how many seed runs were copied."""
+def member_folders(group, seeds, folds=None):
+    """The finished run folders of a group for `seeds` (and folds 1..`folds`), in order."""
+    names = ([f"seed-{seed}" for seed in seeds] if not folds else
+             [f"fold-{fold}/seed-{seed}" for fold in range(1, folds + 1) for seed in seeds])
+    return [Path(group, name) for name in names if Path(group, name, FINISHED).exists()]
+
+
+def save_records(output, records, folders):
+    """Copies the records of every finished run below `<output>/<folder>` to
+    `<records>/<folder>`, replacing older records of the same run. Returns how many runs
+    were copied."""
     copied = 0
-    for key in keys:
-        for run in sorted(Path(output, key).glob("seed-*")):
-            if not (run / FINISHED).exists():
-                continue
-            target = Path(records, key, run.name)
-            target.mkdir(parents=True, exist_ok=True)
-            for name in RECORD_FILES:
-                shutil.copy2(run / name, target / name)
-            copied += 1
+    for folder in folders:
+        for pattern in MEMBER_PATTERNS:
+            for run in sorted(Path(output, folder).glob(pattern)):
+                if not (run / FINISHED).exists():
+                    continue
+                target = Path(records, folder, run.relative_to(Path(output, folder)))
+                target.mkdir(parents=True, exist_ok=True)
+                for name in RECORD_FILES:
+                    shutil.copy2(run / name, target / name)
+                copied += 1
     return copied

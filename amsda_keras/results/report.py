@@ -50,41 +50,54 @@ def write_report(tables, output, records, seeds, docs=None, progress=True):
 def table_block(table, output, records, seeds, figures, progress):
     """One table's Markdown: caption, commands, the table and its family's best row."""
     summaries = results.load_summaries(records, table, seeds)
-    commands = [f"python -m amsda_keras.train {shlex.join(row.train_argv(seeds, output))}"
+    comparisons = results.load_comparisons(records, table, summaries)
+    commands = [f"python -m amsda_keras.train "
+                f"{shlex.join(row.train_argv(seeds, output, table.folds))}"
                 for row in table.rows if not row.majority_of]
-    parts = [f"{table.caption} Mean ± sample standard deviation over seeds "
-             f"{', '.join(map(str, seeds))}; wall time is per seed, on this machine.\n",
+    runs = (f"the {table.folds} folds × seeds {', '.join(map(str, seeds))} (a row with one "
+            f"run per fold: seed {seeds[0]})" if table.folds
+            else f"seeds {', '.join(map(str, seeds))}")
+    parts = [f"{table.caption} Mean ± sample standard deviation over {runs}. Selection "
+             f"accuracy: the split that picked the epoch (and the probe's C), at the kept "
+             f"epoch; the other metrics are the untouched split's. Δ: paired difference from "
+             f"the probe (and the reference row) on the same samples, with its bootstrap 95% "
+             f"CI over the runs both have (`python -m amsda_keras.compare`). Wall time is per "
+             f"run, on this machine.\n",
              "```bash\n" + "\n".join(commands) + "\n```\n",
-             markdown_table(results.results_frame(table, summaries))]
+             markdown_table(results.results_frame(table, summaries, comparisons))]
     best = results.best_row(table, summaries) if table.family else None
     if best:
-        metrics = results.seed_metrics(summaries[best.key])
+        summary = summaries[best.key]
+        metrics = results.run_metrics(summary)
         figures.mkdir(parents=True, exist_ok=True)
         confusion = figures / f"confusion_{table.name}.png"
         results.plot_summed_confusion(
-            confusion, metrics, title=f"{best.label}, dev, {len(metrics)} seeds")
-        parts += [f"Best {table.family} row by mean dev accuracy: **{best.label}**. Per class "
-                  f"(dev, mean ± std over seeds); confusion matrix summed over the seeds:\n",
+            confusion, metrics, title=f"{best.label}, {summary['report']}, {len(metrics)} runs")
+        parts += [f"Highest mean {summary['report']} accuracy of the {table.family} rows: "
+                  f"**{best.label}**. Per class ({summary['report']}, mean ± std over runs); "
+                  f"confusion matrix summed over the runs:\n",
                   markdown_table(results.per_class_frame(metrics)),
                   f"![{best.label} confusion matrix]({FIGURES}/{confusion.name})\n"]
-    if table.family == "MAHFNet":
-        heatmap = attention_figure(summaries[table.rows[0].key], table.rows[0], output, figures,
-                                   progress)
+    if table.family == "MAHFNet" and table.reference:
+        reference = next(row for row in table.rows if row.key == table.reference)
+        heatmap = attention_figure(summaries[reference.key], reference, output / table.folder(
+            reference), figures, progress)
         if heatmap:
-            parts.append(f"![AGAI attention of {table.rows[0].label} on a dev sample]"
+            parts.append(f"![AGAI attention of {reference.label} on a dev sample]"
                          f"({FIGURES}/{heatmap.name})\n")
     return "\n".join(parts)
 
 
-def attention_figure(summary, row, output, figures, progress):
+def attention_figure(summary, row, group, figures, progress):
     """The AGAI heatmap of the first dev sample, from the trained model of the row's first
-    seed; where that run folder is gone, the heatmap already in `figures`, if any."""
+    run in its run folder `group`; where that run folder is gone, the heatmap already in
+    `figures`, if any."""
     from amsda_keras.training.attention_maps import write_attention_maps
 
     if not summary:
         return None
     path = figures / f"attention_{row.key}.png"
-    run = Path(output) / row.key / f"seed-{summary['seeds'][0]}"
+    run = Path(group) / summary["members"][0]
     if not (run / MODEL_FILE).exists():
         kept = path.exists()
         print(f"No trained model in {run}: the {row.key} attention heatmap is "

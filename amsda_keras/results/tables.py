@@ -1,9 +1,12 @@
-"""Tables and figures of the reproduce runs: mean ± std over seeds, read from the run records.
+"""Tables and figures of the reproduce runs, read from the run records.
 
-Every row summarises its seed records `<records>/<row.key>/seed-N` (`records.py`) of the
-seeds asked for, not the `summary.json` that `--seeds` wrote last: a later run of a shared
-row with fewer seeds (`reproduce --seeds 1` of another table) rewrites that file with those
-seeds only. A row with no record shows "not run" instead of numbers.
+Every row summarises its records (`records.py`) of the seeds asked for (and, in a K-fold
+table, of every fold), not the `summary.json` that `--seeds` wrote last: a later run of a
+shared row with fewer seeds rewrites that file with those seeds only. Each row reports its
+runs' untouched split (dev, or a K-fold table's held-out folds) beside the split that picked
+the epoch, and its difference from the table's probe and reference row with the paired
+bootstrap 95% CI over the runs both have (`significance.py`). A row with no record shows
+"not run" instead of numbers.
 """
 
 import json
@@ -12,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amsda_keras.results.records import FINISHED
+from amsda_keras.results.records import member_folders
+from amsda_keras.results.significance import compare_run_sets, load_run_set
+from amsda_keras.training.protocol import report_split
 from amsda_keras.training.reporting import (
     FUSION_WEIGHT_PREFIX,
     HEADLINE_METRICS,
@@ -22,81 +27,115 @@ from amsda_keras.training.reporting import (
 from amsda_keras.training.seeds import seed_stats, summarize_runs
 
 NOT_RUN = "not run"
-SPLIT = "dev"
-
-
-def load_summary(records, row, seeds):
-    """The row's summary over its records of `seeds`, or `None` when there is none
-    (majority rows: computed)."""
-    if row.majority_of:
-        return majority_summary(records, row.majority_of, seeds)
-    run_dirs = finished_runs(records, row.key, seeds)
-    return summarize_runs(run_dirs) if run_dirs else None
-
-
-def finished_runs(records, key, seeds):
-    """The `<records>/<key>/seed-N` folders of `seeds` that hold a finished run."""
-    folders = [Path(records) / key / f"seed-{seed}" for seed in seeds]
-    return [folder for folder in folders if (folder / FINISHED).exists()]
-
-
-def majority_summary(records, source_key, seeds):
-    """Dev metrics of always predicting the training split's most frequent class.
-
-    The class counts come from the first finished seed run of `source_key` (its
-    `metrics.json` holds each split's per-class support). Returns a summary shaped like
-    `--seeds`' (std 0).
-    """
-    run_dirs = finished_runs(records, source_key, seeds)
-    if not run_dirs:
-        return None
-    metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
-    class_names = list(metrics[SPLIT]["per_class"])
-    train_counts = [metrics["train"]["per_class"][name]["support"] for name in class_names]
-    dev_counts = [metrics[SPLIT]["per_class"][name]["support"] for name in class_names]
-    y_true = np.repeat(np.arange(len(class_names)), dev_counts)
-    y_pred = np.full_like(y_true, int(np.argmax(train_counts)))
-    values = compute_metrics(y_true, y_pred, class_names)
-    return {
-        "runs": [],
-        "metrics": {SPLIT: {name: seed_stats([values[name]]) for name in HEADLINE_METRICS}},
-        "run": {},
-    }
+# The differences each row shows, against the probe and the reference row.
+DELTAS = (("probe", "accuracy"), ("probe", "weighted_f1"), ("reference", "accuracy"))
+METRIC_NAMES = {"accuracy": "accuracy", "weighted_f1": "weighted F1", "macro_f1": "macro F1"}
 
 
 def load_summaries(records, table, seeds):
-    """`{row.key: summary or None}` for every row of `table`, each read once."""
-    return {row.key: load_summary(records, row, seeds) for row in table.rows}
+    """`{row.key: summary or None}` for every row of `table`, each read once. A summary is
+    `seeds.summarize_runs`' of the row's records, with `report`, the untouched split it
+    reports, and `members`, its runs' keys (`seed-1`, `fold-2/seed-1`)."""
+    summaries = {}
+    for row in table.rows:
+        if row.majority_of:
+            continue
+        group = Path(records) / table.folder(row)
+        runs = member_folders(group, row.seeds(seeds), table.folds)
+        if not runs:
+            summaries[row.key] = None
+            continue
+        summary = summarize_runs(runs)
+        summary["report"] = report_split(summary["untouched_splits"])
+        summary["members"] = [run.relative_to(group).as_posix() for run in runs]
+        summaries[row.key] = summary
+    for row in table.rows:
+        if row.majority_of:
+            summaries[row.key] = majority_summary(summaries[row.majority_of])
+    return summaries
 
 
-def results_frame(table, summaries):
-    """One line per row: seeds run, dev accuracy, weighted and macro F1 (mean ± std), best epoch,
-    trainable parameters, wall time per seed, the paper's accuracy / F1 and, for A-MSDA,
-    the learned fusion weights. `summaries` comes from `load_summaries`."""
+def majority_summary(source):
+    """The report-split metrics of always predicting the training split's most frequent class,
+    for each run of the `source` summary (whose `metrics.json` hold every split's per-class
+    support). Returns a summary shaped like `load_summaries`' (no runs of its own), or None."""
+    if source is None:
+        return None
+    split = source["report"]
+    values = []
+    for run in source["runs"]:
+        metrics = json.loads((Path(run) / "metrics.json").read_text())
+        class_names = list(metrics[split]["per_class"])
+        train_counts = [metrics["train"]["per_class"][name]["support"] for name in class_names]
+        counts = [metrics[split]["per_class"][name]["support"] for name in class_names]
+        y_true = np.repeat(np.arange(len(class_names)), counts)
+        y_pred = np.full_like(y_true, int(np.argmax(train_counts)))
+        values.append(compute_metrics(y_true, y_pred, class_names))
+    return {"runs": [], "members": [], "report": split, "selected_on": None,
+            "metrics": {split: {name: seed_stats([v[name] for v in values])
+                                for name in HEADLINE_METRICS}},
+            "run": {}}
+
+
+def load_comparisons(records, table, summaries):
+    """`{row.key: {"probe": result, "reference": result}}`: `compare_run_sets` of each trained
+    row against the table's probe and reference row, on the runs both have (None where a row
+    is the one compared with, or either has no records)."""
+    bases = {"probe": table.probe, "reference": table.reference}
+    comparisons = {}
+    for row in table.rows:
+        if row.majority_of or summaries[row.key] is None:
+            continue
+        comparisons[row.key] = {}
+        for name, base in bases.items():
+            shared = (sorted(set(summaries[base]["members"]) & set(summaries[row.key]["members"]))
+                      if base and base != row.key and summaries.get(base) else [])
+            comparisons[row.key][name] = compare_run_sets(
+                load_run_set(Path(records) / table.folder(_row(table, base)), members=shared),
+                load_run_set(Path(records) / table.folder(row), members=shared),
+            ) if shared else None
+    return comparisons
+
+
+def results_frame(table, summaries, comparisons):
+    """One line per row: runs, the selection split's accuracy at the kept epoch, the untouched
+    split's accuracy, weighted and macro F1 (mean ± std over runs), the differences from the
+    probe and the reference row with their 95% CI, best epoch, trainable parameters, wall
+    time per run, the paper's accuracy / F1 and, for A-MSDA, the learned fusion weights."""
+    reference = _row(table, table.reference) if table.reference else None
+    delta_columns = {
+        (base, metric): f"Δ {METRIC_NAMES[metric]} vs "
+                        f"{'probe' if base == 'probe' else reference.label} [95% CI]"
+        for base, metric in DELTAS if (table.probe if base == "probe" else reference)}
     lines = []
     for row in table.rows:
         summary = summaries[row.key]
-        trained = summary and not row.majority_of
-        line = {"model": row.label, "seeds": len(summary["runs"]) if trained else ""}
-        metrics = summary["metrics"][SPLIT] if summary else {}
-        for name, column in (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"),
-                             ("macro_f1", "macro F1")):
-            line[column] = _mean_std(metrics[name]) if summary else NOT_RUN
-        run = summary["run"] if summary else {}
-        line["best epoch"] = _mean_std(run["best_epoch"], digits=1) if run else ""
+        trained = summary is not None and not row.majority_of
+        line = {"model": row.label, "runs": len(summary["runs"]) if trained else ""}
+        selected = summary and summary["selected_on"]
+        line["selection accuracy"] = (_mean_std(summary["metrics"][selected]["accuracy"])
+                                      if selected else "")
+        for name, column in METRIC_NAMES.items():
+            line[column] = (_mean_std(summary["metrics"][summary["report"]][name])
+                            if summary else NOT_RUN)
+        for (base, metric), column in delta_columns.items():
+            result = comparisons.get(row.key, {}).get(base)
+            line[column] = _difference(result["metrics"][metric]) if result else ""
+        run = summary["run"] if trained else {}
+        line["best epoch"] = _mean_std(run["best_epoch"], digits=1) if "best_epoch" in run else ""
         line["trainable parameters"] = (f"{run['trainable_parameters']['mean']:,.0f}"
                                         if run else "")
-        line["wall time per seed"] = f"{run['wall_time_seconds']['mean']:.0f} s" if run else ""
+        line["wall time per run"] = f"{run['wall_time_seconds']['mean']:.0f} s" if run else ""
         line["paper accuracy / F1"] = (f"{row.paper[0]:.4f} / {row.paper[1]:.4f}"
                                        if row.paper else "")
         if table.family == "A-MSDA":
-            line["fusion weights"] = fusion_weights_cell(summary) if summary else ""
+            line["fusion weights"] = fusion_weights_cell(summary) if trained else ""
         lines.append(line)
     return pd.DataFrame(lines)
 
 
 def fusion_weights_cell(summary):
-    """Mean learned text / image / fusion weights over the seeds (best epoch)."""
+    """Mean learned text / image / fusion weights over the runs (kept epoch)."""
     infos = [json.loads((Path(run) / "run.json").read_text()) for run in summary["runs"]]
     names = [key for key in infos[0] if key.startswith(FUSION_WEIGHT_PREFIX)]
     if not names:
@@ -105,21 +144,22 @@ def fusion_weights_cell(summary):
 
 
 def best_row(table, summaries):
-    """The table's trained row with the highest mean dev accuracy, or `None`."""
-    scored = [(summaries[row.key]["metrics"][SPLIT]["accuracy"]["mean"], row)
-              for row in table.rows if not row.majority_of and summaries[row.key]]
+    """The table's trained row with the highest mean untouched accuracy, or `None`."""
+    scored = [(summary["metrics"][summary["report"]]["accuracy"]["mean"], row)
+              for row in table.rows
+              if not row.majority_of and (summary := summaries[row.key])]
     return max(scored, key=lambda pair: pair[0])[1] if scored else None
 
 
-def seed_metrics(summary):
-    """The dev metrics of each seed run of `summary`, from their `metrics.json`."""
-    return [json.loads((Path(run) / "metrics.json").read_text())[SPLIT]
+def run_metrics(summary):
+    """The report-split metrics of each run of `summary`, from their `metrics.json`."""
+    return [json.loads((Path(run) / "metrics.json").read_text())[summary["report"]]
             for run in summary["runs"]]
 
 
 def per_class_frame(metrics):
-    """Dev precision, recall and F1 per class, mean ± std over the seeds, with support.
-    `metrics` comes from `seed_metrics`."""
+    """Precision, recall and F1 per class, mean ± std over the runs, with support (per run).
+    `metrics` comes from `run_metrics`."""
     lines = []
     for name, first in metrics[0]["per_class"].items():
         line = {"class": name}
@@ -131,10 +171,19 @@ def per_class_frame(metrics):
 
 
 def plot_summed_confusion(path, metrics, title):
-    """The dev confusion matrices of all seeds (`seed_metrics`), summed, as counts and
-    normalised by class."""
+    """The confusion matrices of all runs (`run_metrics`), summed, as counts and normalised by
+    class."""
     counts = np.sum([m["confusion_matrix"] for m in metrics], axis=0)
     plot_confusion_matrix(path, counts, list(metrics[0]["per_class"]), title=title)
+
+
+def _row(table, key):
+    return next(row for row in table.rows if row.key == key)
+
+
+def _difference(values):
+    return (f"{values['difference']:+.3f} [{values['ci_low']:+.3f}, "
+            f"{values['ci_high']:+.3f}]")
 
 
 def _mean_std(stats, digits=3):
