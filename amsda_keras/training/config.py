@@ -69,8 +69,8 @@ DEFAULTS = {
         # (None: constant).
         "lr_step_epochs": None,
         "lr_step_gamma": 0.8,
-        # ReduceLROnPlateau on the selection split's loss: multiply the learning rate by reduce_lr_factor
-        # after reduce_lr_patience epochs without improvement (None: off).
+        # ReduceLROnPlateau on the selection split's loss: multiply the learning rate by
+        # reduce_lr_factor after reduce_lr_patience epochs without improvement (None: off).
         "reduce_lr_patience": None,
         "reduce_lr_factor": 0.1,
         "loss": "cross_entropy",  # or "focal": weighted focal loss (A-MSDA).
@@ -260,8 +260,9 @@ def _check_protocol(config):
         set_keys = [f"training.{key}" for key in ("early_stopping_patience",
                                                   "reduce_lr_patience") if training[key]]
         if set_keys:
-            raise ConfigError(f"`training.select_on: last` selects nothing, so {' and '.join(set_keys)} "
-                              "(which watch a selection split) must be null.")
+            raise ConfigError(f"`training.select_on: last` selects nothing, so "
+                              f"{' and '.join(set_keys)} (which watch a selection split) must "
+                              "be null.")
     values = training["probe_c_values"]
     if not values or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0
                              for c in values):

@@ -28,7 +28,8 @@ def score(model, frame, batches, class_names, directory, batch_size, protocol=No
             batches(part, batch_size=batch_size, with_labels=False), verbose=0)), "float32")))
         for split, part in parts.items()
     }
-    reporting.write_predictions(directory / reporting.PREDICTIONS_FILE, parts, probabilities, class_names)
+    reporting.write_predictions(directory / reporting.PREDICTIONS_FILE, parts, probabilities,
+                                class_names)
     predictions = {split: (parts[split]["label"].to_numpy(), values.argmax(axis=-1))
                    for split, values in probabilities.items()}
     roles = ({split: protocol.role(split) for split in predictions}
