@@ -108,6 +108,7 @@ PROBE_ROW = Row("probe", "probe: logistic regression on pooled text + image",
 BASELINE_TEXT = Row("baseline_text", "baseline, text", ("--config", BASELINE, "--modality", "text"))
 BASELINE_IMAGE = Row("baseline_image", "baseline, image",
                      ("--config", BASELINE, "--modality", "image"))
+BASELINE_BOTH = Row("baseline_both", "baseline, text + image", ("--config", BASELINE))
 MAHFNET_FULL = _mahfnet("mahfnet", "MAHFNet", paper=(0.7627, 0.7536))
 # Table 7's -(IEEM) row: no HGFM and no IEEM, a third of the full head's parameters.
 NO_IEEM = ("--ablate", "hgfm,ieem")
@@ -128,7 +129,7 @@ MVSA_SINGLE = (
         PROBE_ROW,
         BASELINE_TEXT,
         BASELINE_IMAGE,
-        Row("baseline_both", "baseline, text + image", ("--config", BASELINE)),
+        BASELINE_BOTH,
         AMSDA_FULL,
         Row("amsda_finetuned", "A-MSDA, fine-tuned encoders", ("--config", AMSDA),
             paper=(0.7301, 0.7110), needs_gpu=True, max_seeds=1),
@@ -185,6 +186,7 @@ MVSA_SINGLE = (
         BASELINE_IMAGE,
         Row("baseline_image_320", "baseline, image, Lite0 at 320x320 (10x10 patches)",
             BASELINE_IMAGE.args + ("--image-size", "320")),
+        BASELINE_BOTH,
     ), reference=BASELINE_TEXT.key),
     Table("amsda", f"A-MSDA ablations (Table V) and the learned fusion weights (text / image / "
                    f"fusion, best epoch), {FIXED}, {ENCODERS}.", (
