@@ -5,6 +5,12 @@ output shape against `compute_output_shape`, counts trainable weights, rebuilds 
 `get_config` and checks the copy gives the same outputs with the same weights, saves a model
 around it as `.keras` and reloads it with identical outputs, and takes one training step.
 Layers with several inputs take them as keyword arguments named after the input-dict keys.
+
+Shapes and round trips do not show that a mechanism acts: a gate that a LayerNorm cancels
+passes them all. Every gate, fusion weight and attention direction also gets a sensitivity
+test: `force_gate` pins a gate, and `assert_moves` / `assert_unmoved` say that the output
+moved by a stated amount when it should (the gate, or the input an attention reads, changed)
+and not when it should not (padding, `padding_variants`).
 """
 
 import keras
@@ -118,3 +124,26 @@ def padding_variants(tokens, mask, extra=3, fill=100.0):
     longer = np.concatenate([tokens, appended], axis=1)
     longer_mask = np.concatenate([mask, np.zeros((len(mask), extra), bool)], axis=1)
     return [(changed, mask), (longer, longer_mask)]
+
+
+def force_gate(dense, value):
+    """Pins a sigmoid gate computed by the Dense layer `dense` (sigmoid as its activation or
+    applied after it) to `value` for every input: a zero kernel and the bias logit(value)."""
+    kernel, bias = dense.get_weights()
+    logit = np.log(value / (1.0 - value))
+    dense.set_weights([np.zeros_like(kernel), np.full_like(bias, logit)])
+
+
+def assert_moves(before, after, at_least, what):
+    """Asserts the largest absolute change from `before` to `after` is at least `at_least`."""
+    change = float(np.max(np.abs(_numpy(after) - _numpy(before))))
+    assert change >= at_least, f"{what} moved by {change:.3g}, expected at least {at_least}"
+
+
+def assert_unmoved(before, after, what, atol=1e-5):
+    """Asserts `after` equals `before` within `atol`."""
+    np.testing.assert_allclose(_numpy(after), _numpy(before), atol=atol, err_msg=what)
+
+
+def _numpy(value):
+    return np.asarray(ops.convert_to_numpy(value), dtype="float64")

@@ -4,7 +4,7 @@ import pytest
 from keras import ops
 
 from amsda_keras.layers.agai import AGAI, info_nce
-from tests.layer_checks import run_layer_test
+from tests.layer_checks import assert_moves, assert_unmoved, force_gate, run_layer_test
 
 pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
 
@@ -60,11 +60,59 @@ def test_without_contrastive_heads_there_are_no_embeddings(tmp_path):
                    expected_num_trainable_weights=44 - 12, tmp_path=tmp_path)
 
 
-def test_without_interaction_head_there_is_no_interaction_feature(tmp_path):
-    shapes = {name: shape for name, shape in OUTPUT_SHAPES.items() if name != "interaction"}
-    run_layer_test(AGAI, init_kwargs={**TINY, "interaction_head": False},
+@pytest.mark.parametrize("gate_position, gated", [("output", False), ("query", True)])
+def test_without_interaction_head_there_is_no_interaction_feature(gate_position, gated,
+                                                                  tmp_path):
+    # Gating the outputs acts only on X_c: without it the gate would get no gradient.
+    shapes = {name: shape for name, shape in OUTPUT_SHAPES.items()
+              if name != "interaction" and (gated or name != "gate")}
+    run_layer_test(AGAI, init_kwargs={**TINY, "interaction_head": False,
+                                      "gate_position": gate_position},
                    input_data=_inputs(), expected_output_shape=shapes,
-                   expected_num_trainable_weights=44 - 4, tmp_path=tmp_path)
+                   expected_num_trainable_weights=44 - 4 - 4 * (not gated), tmp_path=tmp_path)
+
+
+def _with_gate(layer, value, **call):
+    force_gate(layer._gate_output, value)
+    return _numpy(layer(**_inputs(), training=False, **call))
+
+
+def test_output_gate_weighs_each_direction_and_shifts_the_interaction_feature():
+    layer = _built_layer()
+    low, high = _with_gate(layer, 0.27), _with_gate(layer, 0.73)
+    np.testing.assert_allclose(low["gate"], 0.27, atol=1e-6)
+    # Each direction's contribution is scaled by its weight: theta for text, 1 - theta for image.
+    np.testing.assert_allclose(low["text_attended"] * 0.73 / 0.27, high["text_attended"],
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(low["image_attended"] * 0.27 / 0.73, high["image_attended"],
+                               rtol=1e-4, atol=1e-5)
+    # X_c's joint LayerNorm keeps the ratio: the interaction feature moves by O(1)
+    # (the pre-norm gate of earlier versions moved it by < 1e-4).
+    assert_moves(low["interaction"], high["interaction"], 0.1, "interaction")
+    # The contrastive embeddings read each direction alone through a LayerNorm: unmoved.
+    for name in ("text_embedding", "image_embedding"):
+        assert_unmoved(low[name], high[name], name, atol=1e-3)
+
+
+def test_query_gate_sharpens_attention():
+    layer = _built_layer(gate_position="query")
+    low = _with_gate(layer, 0.05, return_attention_scores=True)
+    high = _with_gate(layer, 0.95, return_attention_scores=True)
+    for direction in ("text_to_image_attention", "image_to_text_attention"):
+        assert_moves(low[direction], high[direction], 0.01, direction)
+    assert_moves(low["interaction"], high["interaction"], 0.01, "interaction")
+
+
+@pytest.mark.parametrize("changed, moved", [("image", "text_attended"),
+                                            ("text", "image_attended")])
+def test_each_attention_direction_reads_the_other_modality(changed, moved):
+    layer = _built_layer()
+    data = _inputs()
+    before = _numpy(layer(**data, training=False))
+    other = dict(data)
+    other[changed] = np.random.default_rng(9).normal(size=data[changed].shape).astype("float32")
+    after = _numpy(layer(**other, training=False))
+    assert_moves(before[moved], after[moved], 0.1, f"{moved} when {changed} changes")
 
 
 def test_missing_masks_mean_all_tokens_are_real():

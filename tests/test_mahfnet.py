@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from amsda_keras.models.mahfnet import ABLATIONS, build_mahfnet
-from tests.layer_checks import padded_tokens, padding_variants
+from tests.layer_checks import assert_moves, force_gate, padded_tokens, padding_variants
 
 pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
 
@@ -32,6 +32,18 @@ def test_outputs_and_padding_invariance(alignment):
         padded = {**data, "text_tokens": tokens, "text_mask": mask}
         for name, value in model.predict(padded, verbose=0).items():
             np.testing.assert_allclose(value, outputs[name], atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("gate_position", ["output", "query"])
+def test_agai_gate_moves_the_logits(gate_position):
+    model = build_mahfnet(num_classes=3, text_dim=12, image_dim=10,
+                          gate_position=gate_position, **TINY)
+    data = _inputs()
+    logits = {}
+    for theta in (0.1, 0.9):
+        force_gate(model.get_layer("agai")._gate_output, theta)
+        logits[theta] = model.predict(data, verbose=0)["logits"]
+    assert_moves(logits[0.1], logits[0.9], 0.01, "logits")
 
 
 def test_save_and_reload_give_identical_outputs(tmp_path):

@@ -3,7 +3,12 @@
 import keras
 from keras import ops
 
-from amsda_keras.layers.arguments import check_positive, check_positive_ints, check_rate
+from amsda_keras.layers.arguments import (check_choice, check_positive, check_positive_ints,
+                                          check_rate)
+
+# Where the modality gate theta acts (docs/mahfnet.md): on what each attention direction
+# contributes, or on each direction's (normalised) query.
+GATE_POSITIONS = ("output", "query")
 
 
 def _masked_mean(x, mask=None):
@@ -44,11 +49,17 @@ class AGAI(keras.layers.Layer):
     contrastive embedding per modality (MAHFNet, Section 3.2):
 
     1. Dynamic modality weighting (eq. 3-5): a scalar gate `theta` per sample
-       from an MLP on the masked means of both token sequences;
-       `X_t' = theta * X_t`, `X_p' = (1 - theta) * X_p`.
-    2. Bidirectional cross-attention (eq. 6-7), pre-norm, no residual:
-       `X_t~ = MHA_t(LN(X_t'), LN(X_p))`, `X_p~ = MHA_p(LN(X_p'), LN(X_t))`.
-    3. Interaction feature (eq. 8): `X_c = Dense(GELU(Dropout(LN([mean(X_t~); mean(X_p~)]))))`.
+       from an MLP on the masked means of both token sequences, weighing the
+       text by `theta` and the image by `1 - theta`.
+    2. Bidirectional cross-attention (eq. 6-7), pre-norm, no residual. With
+       `gate_position="output"`, theta weighs what each direction contributes:
+       `X_t~ = theta * MHA_t(LN(X_t), LN(X_p))`,
+       `X_p~ = (1 - theta) * MHA_p(LN(X_p), LN(X_t))`. With `"query"`, it scales
+       each direction's normalised query, `MHA_t(theta * LN(X_t), LN(X_p))`
+       (eq. 4-6 as written, after the pre-norm that would otherwise cancel it;
+       theta then sharpens or flattens each direction's attention).
+    3. Interaction feature (eq. 8): `X_c = Dense(GELU(Dropout(LN([mean(X_t~); mean(X_p~)]))))`;
+       the joint LayerNorm keeps the text/image ratio that theta sets.
     4. Contrastive heads (eq. 9-10): `Dense(ReLU(Dense(LN(mean(X~)))))` per modality.
 
     The contrastive loss (eq. 11) is not computed here; pass the two
@@ -73,7 +84,10 @@ class AGAI(keras.layers.Layer):
         interaction_head: bool. Whether to build the interaction projection
             and return `"interaction"`. Defaults to `True`; `False` when
             nothing reads `X_c` (MAHFNet without MAG), so that no weight
-            is left without a gradient.
+            is left without a gradient. With `gate_position="output"` the
+            gate then acts on nothing that is trained, and is not built.
+        gate_position: `"output"` or `"query"`, where theta acts (see above).
+            Defaults to `"output"`.
         **kwargs: other keyword arguments passed to `keras.layers.Layer`,
             including `name`, `dtype` and `trainable`.
 
@@ -91,7 +105,8 @@ class AGAI(keras.layers.Layer):
     Returns:
         A dict with `"text_attended"` `[batch_size, text_length, hidden_dim]`,
         `"image_attended"` `[batch_size, image_length, hidden_dim]`,
-        `"gate"` `[batch_size, 1]`, with `interaction_head=True`
+        `"gate"` `[batch_size, 1]` (theta, unless it is not built), with
+        `interaction_head=True`
         `"interaction"` `[batch_size, hidden_dim]` and, with
         `contrastive_heads=True`, `"text_embedding"` and `"image_embedding"`
         `[batch_size, projection_dim]`. With `return_attention_scores=True` also
@@ -126,12 +141,14 @@ class AGAI(keras.layers.Layer):
         layer_norm_epsilon=1e-5,
         contrastive_heads=True,
         interaction_head=True,
+        gate_position="output",
         **kwargs,
     ):
         check_positive_ints(hidden_dim=hidden_dim, num_heads=num_heads, key_dim=key_dim,
                             gate_hidden_dim=gate_hidden_dim, projection_dim=projection_dim)
         check_rate("dropout", dropout)
         check_positive("layer_norm_epsilon", layer_norm_epsilon)
+        check_choice("gate_position", gate_position, GATE_POSITIONS)
         super().__init__(**kwargs)
         self.hidden_dim = int(hidden_dim)
         self.num_heads = int(num_heads)
@@ -142,6 +159,8 @@ class AGAI(keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.contrastive_heads = bool(contrastive_heads)
         self.interaction_head = bool(interaction_head)
+        self.gate_position = gate_position
+        self.gated = self.interaction_head or gate_position == "query"
 
     def _norm(self, name):
         return keras.layers.LayerNormalization(
@@ -163,11 +182,12 @@ class AGAI(keras.layers.Layer):
         pooled = (batch, self.hidden_dim)
 
         # Dynamic modality weighting (eq. 3).
-        self._gate_hidden = self._dense(self.gate_hidden_dim, "gate_hidden", "relu")
-        self._gate_hidden.build((batch, 2 * self.hidden_dim))
-        self._gate_dropout = self._dropout("gate_dropout")
-        self._gate_output = self._dense(1, "gate_output", "sigmoid")
-        self._gate_output.build((batch, self.gate_hidden_dim))
+        if self.gated:
+            self._gate_hidden = self._dense(self.gate_hidden_dim, "gate_hidden", "relu")
+            self._gate_hidden.build((batch, 2 * self.hidden_dim))
+            self._gate_dropout = self._dropout("gate_dropout")
+            self._gate_output = self._dense(1, "gate_output", "sigmoid")
+            self._gate_output.build((batch, self.gate_hidden_dim))
 
         # Bidirectional cross-attention (eq. 6-7).
         self._attention = {}
@@ -215,19 +235,26 @@ class AGAI(keras.layers.Layer):
         text_mask = None if text_mask is None else ops.cast(text_mask, "bool")
         image_mask = None if image_mask is None else ops.cast(image_mask, "bool")
 
-        pooled = ops.concatenate([_masked_mean(text, text_mask), _masked_mean(image, image_mask)],
-                                 axis=-1)
-        hidden = self._gate_dropout(self._gate_hidden(pooled), training=training)
-        gate = self._gate_output(hidden)  # [B, 1]
-        gated = {"text": gate[:, :, None] * text, "image": (1.0 - gate[:, :, None]) * image}
+        outputs = {}
+        weights = {"text": None, "image": None}
+        if self.gated:
+            pooled = ops.concatenate(
+                [_masked_mean(text, text_mask), _masked_mean(image, image_mask)], axis=-1)
+            hidden = self._gate_dropout(self._gate_hidden(pooled), training=training)
+            outputs["gate"] = self._gate_output(hidden)  # [B, 1]
+            theta = outputs["gate"][:, :, None]
+            weights = {"text": theta, "image": 1.0 - theta}
 
         inputs = {"text": text, "image": image}
         masks = {"text": text_mask, "image": image_mask}
         attended, scores = {}, {}
         for query, other in (("text", "image"), ("image", "text")):
             key_value = self._key_value_norm[query](inputs[other])
+            query_tokens = self._query_norm[query](inputs[query])
+            if self.gate_position == "query" and self.gated:
+                query_tokens = weights[query] * query_tokens
             result = self._attention[query](
-                query=self._query_norm[query](gated[query]),
+                query=query_tokens,
                 value=key_value,
                 key=key_value,
                 value_mask=_key_padding_mask(masks[other]),
@@ -235,13 +262,14 @@ class AGAI(keras.layers.Layer):
                 return_attention_scores=return_attention_scores,
             )
             output, score = result if return_attention_scores else (result, None)
+            if self.gate_position == "output" and self.gated:
+                output = weights[query] * output
             attended[query] = _zero_padding(output, masks[query])
             scores[f"{query}_to_{other}_attention"] = score
 
         pooled_attended = {name: _masked_mean(attended[name], masks[name])
                            for name in ("text", "image")}
-        outputs = {"text_attended": attended["text"], "image_attended": attended["image"],
-                   "gate": gate}
+        outputs.update(text_attended=attended["text"], image_attended=attended["image"])
         if self.interaction_head:
             interaction = self._interaction_norm(
                 ops.concatenate([pooled_attended["text"], pooled_attended["image"]], axis=-1))
@@ -261,8 +289,9 @@ class AGAI(keras.layers.Layer):
         shapes = {
             "text_attended": (batch, text_shape[1], self.hidden_dim),
             "image_attended": (batch, image_shape[1], self.hidden_dim),
-            "gate": (batch, 1),
         }
+        if self.gated:
+            shapes["gate"] = (batch, 1)
         if self.interaction_head:
             shapes["interaction"] = (batch, self.hidden_dim)
         if self.contrastive_heads:
@@ -291,6 +320,7 @@ class AGAI(keras.layers.Layer):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "contrastive_heads": self.contrastive_heads,
             "interaction_head": self.interaction_head,
+            "gate_position": self.gate_position,
         }
 
 

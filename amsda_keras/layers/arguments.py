@@ -22,6 +22,12 @@ def check_positive(name, value):
         raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
 
 
+def check_choice(name, value, choices):
+    """Raises unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+
+
 def checked_subset(name, values, choices):
     """`values` (one str or a list of them) as a set, raising unless each is in `choices`."""
     values = [values] if isinstance(values, str) else list(values)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from amsda_keras.layers.arguments import check_choice
+
 NORMALIZATIONS = ("softmax", "sum")
 
 
@@ -44,9 +46,7 @@ class FusionWeights(keras.layers.Layer):
         if len(branch_names) < 2 or len(set(branch_names)) != len(branch_names):
             raise ValueError("`branch_names` must hold at least 2 distinct names. "
                              f"Received: branch_names={branch_names}")
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}. "
-                             f"Received: normalization={normalization!r}")
+        check_choice("normalization", normalization, NORMALIZATIONS)
         super().__init__(**kwargs)
         self.branch_names = branch_names
         self.normalization = normalization

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from amsda_keras.layers.arguments import check_positive, check_positive_ints
+from amsda_keras.layers.arguments import check_choice, check_positive, check_positive_ints
 
 DILATED_CONVS = ("depthwise", "full")
 
@@ -70,9 +70,7 @@ class MAG(keras.layers.Layer):
                  layer_norm_epsilon=1e-5, **kwargs):
         check_positive_ints(hidden_dim=hidden_dim, kernel_size=kernel_size,
                             dilation_rate=dilation_rate)
-        if dilated_conv not in DILATED_CONVS:
-            raise ValueError(f"`dilated_conv` must be one of {DILATED_CONVS}. "
-                             f"Received: dilated_conv={dilated_conv!r}")
+        check_choice("dilated_conv", dilated_conv, DILATED_CONVS)
         check_positive("layer_norm_epsilon", layer_norm_epsilon)
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim

@@ -2,7 +2,7 @@
 
 import keras
 
-from amsda_keras.layers.arguments import check_num_classes
+from amsda_keras.layers.arguments import check_choice, check_num_classes
 
 MODALITIES = ("text", "image", "both")
 
@@ -45,8 +45,7 @@ def pooled_features(modality, text_dim, image_dim):
         `(inputs, features)`: a dict of `keras.Input`s named `text_pooled` / `image_pooled`,
         and the tensor the head reads (the one input, or both concatenated, text first).
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"`modality` must be one of {MODALITIES}. Received: modality={modality}")
+    check_choice("modality", modality, MODALITIES)
     widths = {"text": text_dim, "image": image_dim}
     used = ["text", "image"] if modality == "both" else [modality]
     for name in used:

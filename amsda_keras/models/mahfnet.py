@@ -3,7 +3,8 @@
 import keras
 
 from amsda_keras.layers.agai import AGAI, info_nce
-from amsda_keras.layers.arguments import check_num_classes, check_positive, checked_subset
+from amsda_keras.layers.arguments import (check_choice, check_num_classes, check_positive,
+                                          checked_subset)
 from amsda_keras.layers.cgf import CGF
 from amsda_keras.layers.ieem import IEEM
 from amsda_keras.layers.mag import MAG
@@ -35,7 +36,7 @@ class SymmetricInfoNCE(keras.layers.Layer):
 def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads=8, key_dim=64,
                   intermediate_dim=256, num_ieem_layers=2, dropout=0.1, layer_norm_epsilon=1e-5,
                   alignment="resample", common_length=49, dilated_conv="depthwise",
-                  temperature=0.07, ablate=()):
+                  temperature=0.07, gate_position="output", ablate=()):
     """Builds MAHFNet on frozen token features.
 
     Text tokens and image tokens (any widths, projected to `hidden_dim`) go through AGAI
@@ -62,6 +63,8 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
         common_length: int. Sequence length after resampling. Defaults to `49`.
         dilated_conv: `"depthwise"` or `"full"`, MAG's dilated convolution.
         temperature: float. InfoNCE temperature tau. Defaults to `0.07`.
+        gate_position: `"output"` or `"query"`: where AGAI's modality gate theta acts (`AGAI`,
+            docs/mahfnet.md). Defaults to `"output"`.
         ablate: blocks to remove, any of `ABLATIONS` (the paper's Table 7):
             `"mag"`: X_final = X_g, the CGF output. `"cgf"`: X_g is the mean of the two
             aligned sequences. `"hgfm"`: no CGF and MAG; the pooled text and image features
@@ -77,8 +80,7 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
         lambda). Without contrastive loss (`"agai"` or `"contrastive"` ablated) the outputs
         are `{"logits"}` only.
     """
-    if alignment not in ALIGNMENTS:
-        raise ValueError(f"`alignment` must be one of {ALIGNMENTS}. Received: {alignment!r}")
+    check_choice("alignment", alignment, ALIGNMENTS)
     check_num_classes(num_classes)
     ablate = checked_subset("ablate", ablate, ABLATIONS)
     with_contrastive = not {"agai", "contrastive"} & ablate
@@ -97,7 +99,8 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
     else:
         agai = AGAI(hidden_dim=hidden_dim, gate_hidden_dim=intermediate_dim,
                     projection_dim=intermediate_dim, contrastive_heads=with_contrastive,
-                    interaction_head=reads_interaction, **attention_args,
+                    interaction_head=reads_interaction, gate_position=gate_position,
+                    **attention_args,
                     name="agai")(text, image, text_mask=text_mask)
         interaction = agai.get("interaction")
 
