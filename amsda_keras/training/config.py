@@ -39,6 +39,9 @@ DEFAULTS = {
         "image": "tiny",
         "sequence_length": 64,
         "image_size": None,  # None: the encoder's own input size.
+        # CLIP image encoders: keep the class token before the patch tokens (MAHFNet eq. 2
+        # drops it: 196 patches for ViT-B/16).
+        "clip_class_token": False,
         # False: frozen encoders, features cached once. True: fine-tune them with the model
         # on raw text and images every step.
         "trainable": False,

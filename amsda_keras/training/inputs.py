@@ -59,7 +59,9 @@ def build_encoder(encoder_config, modality, spec=None, training_texts=None):
                   # Run folders from before this setting lack it.
                   "trainable_layers": encoder_config.get("text_trainable_layers", 0)}
     else:
-        kwargs = {"image_size": encoder_config["image_size"]}
+        # Run folders from before this setting lack it; they kept CLIP's class token.
+        kwargs = {"image_size": encoder_config["image_size"],
+                  "clip_class_token": encoder_config.get("clip_class_token", True)}
     return encoder_lib.build_encoder(modality, spec or encoder_config[modality], **kwargs)
 
 
