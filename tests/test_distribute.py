@@ -4,9 +4,12 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from amsda_keras.data.demo import make_demo_dataset
 from amsda_keras.training import distribute
@@ -62,3 +65,39 @@ def test_data_parallel_names_what_is_wrong(monkeypatch):
     with pytest.raises(ConfigError, match="needs the jax or tensorflow backend; this is torch"):
         distribute.distribution_scope("data-parallel", 32)
     assert distribute.device_count("none") == 1
+
+
+# What `split_evenly` reads of a Keras distribution: its device mesh, here of 4 devices.
+FOUR_DEVICES = SimpleNamespace(device_mesh=SimpleNamespace(devices=np.arange(4)))
+
+
+def _batches(sizes):
+    """`(inputs, labels, weights)` batches of consecutive sample numbers."""
+    start, batches = 0, []
+    for size in sizes:
+        numbers = np.arange(start, start + size)
+        batches.append(({"x": numbers.astype("float32")}, numbers, np.ones(size, "float32")))
+        start += size
+    return tf.data.Dataset.from_generator(
+        lambda: iter(batches),
+        output_signature=({"x": tf.TensorSpec([None], tf.float32)},
+                          tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)))
+
+
+def test_training_batches_are_trimmed_so_no_sample_is_repeated(monkeypatch):
+    monkeypatch.setattr(keras.distribution, "distribution", lambda: FOUR_DEVICES)
+    trimmed = list(distribute.split_evenly(_batches([8, 7, 3]), training=True)
+                   .as_numpy_iterator())
+    # 7 -> 4 samples; a last batch of 3 < 4 devices is dropped: no copies, no pads.
+    assert [len(labels) for _, labels, _ in trimmed] == [8, 4]
+    labels = np.concatenate([labels for _, labels, _ in trimmed])
+    assert len(set(labels)) == len(labels)
+    np.testing.assert_array_equal(trimmed[1][0]["x"], trimmed[1][1])
+
+
+def test_selection_batches_are_padded_with_zero_weights(monkeypatch):
+    monkeypatch.setattr(keras.distribution, "distribution", lambda: FOUR_DEVICES)
+    padded = list(distribute.split_evenly(_batches([8, 7]), training=False).as_numpy_iterator())
+    _, labels, weights = padded[1]
+    np.testing.assert_array_equal(labels, [8, 9, 10, 11, 12, 13, 14, 14])
+    np.testing.assert_array_equal(weights, [1] * 7 + [0])

@@ -3,9 +3,10 @@
 The global batch (`training.batch_size`) is split evenly across the devices, so it must be a
 multiple of their count. TensorFlow uses `tf.distribute.MirroredStrategy`, which handles a
 last batch of any size. JAX uses Keras' own `keras.distribution.DataParallel`, which needs
-every batch to split evenly: `pad_batches` pads the last batch of `fit`'s data with
-zero-weight copies of its last sample, and feature extraction and scoring, which need no
-parallelism, run `without_data_sharding`. The torch backend has no Keras data-parallel path.
+every batch to split evenly: `split_evenly` trims the last training batch of each epoch to a
+multiple of the device count and pads the last selection batch with zero-weight copies, and
+feature extraction and scoring, which need no parallelism, run `without_data_sharding`. The
+torch backend has no Keras data-parallel path.
 """
 
 import contextlib
@@ -42,17 +43,29 @@ def device_count(mode):
     return 1 if mode == "none" else len(_local_devices())
 
 
-def pad_batches(dataset):
-    """Under a JAX data-parallel scope, pads each `(inputs, labels[, weights])` batch to a
-    multiple of the device count with copies of its last sample weighted 0; else `dataset`.
+def split_evenly(dataset, training):
+    """Under a JAX data-parallel scope, makes each `(inputs, labels[, weights])` batch a
+    multiple of the device count; else returns `dataset`.
 
-    The pads change nothing that is summed with weights (gradients, accuracy); a mean loss
-    over the batch divides by the padded size, so a padded batch's loss reads slightly low.
+    Training batches lose their last `size % devices` samples (at most devices - 1 an epoch,
+    others each epoch, as the order is reshuffled): copies would be in-batch negatives of
+    MAHFNet's contrastive loss identical to their positives, and would enter BatchNorm's batch
+    statistics. Other batches (the selection split) are padded with copies of their last sample
+    weighted 0, so every sample counts in the weighted metrics: the accuracy that picks the
+    epoch is exact, while the loss of a padded batch (a mean over the padded size, with the
+    copies among the contrastive negatives), read only by ReduceLROnPlateau, is approximate.
     """
     distribution = keras.distribution.distribution()
     if distribution is None:
         return dataset
     multiple = len(distribution.device_mesh.devices.flatten())
+
+    def trim(inputs, labels, *weights):
+        kept = tf.shape(labels)[0] // multiple * multiple
+        return tf.nest.map_structure(lambda tensor: tensor[:kept], (inputs, labels, *weights))
+
+    if training:
+        return dataset.map(trim).filter(lambda inputs, labels, *weights: tf.size(labels) > 0)
 
     def pad(inputs, labels, *weights):
         count = tf.shape(labels)[0]

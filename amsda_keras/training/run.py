@@ -41,7 +41,7 @@ from amsda_keras.training.callbacks import (FiniteModelCheckpoint, FusionWeights
 from amsda_keras.training.checkpoints import (CHECKPOINT_DIR, EpochCheckpoint,
                                               latest_checkpoint, restore_training_state,
                                               trim_history)
-from amsda_keras.training.distribute import (device_count, distribution_scope, pad_batches,
+from amsda_keras.training.distribute import (device_count, distribution_scope, split_evenly,
                                               without_data_sharding)
 from amsda_keras.training.errors import TrainingDivergedError
 from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
@@ -143,14 +143,14 @@ def _fit(model, batches, train_frame, selection_frame, num_classes, settings, ru
     monitor = compile_for_training(model, settings, class_weights)
     batch = settings["batch_size"]
     epoch = epoch_variable()
-    train_data = with_targets(model, pad_batches(batches(
+    train_data = with_targets(model, split_evenly(batches(
         train_frame, batch_size=batch, shuffle=True, seed=settings["seed"], epoch=epoch,
         oversample_classes=settings["oversample"],
         # The focal loss weighs classes itself; cross-entropy gets them as sample weights.
         class_weights=class_weights if settings["loss"] == "cross_entropy" else None,
-    )))
-    selection_data = None if selection_frame is None else with_targets(model, pad_batches(
-        batches(selection_frame, batch_size=batch)))
+    ), training=True))
+    selection_data = None if selection_frame is None else with_targets(model, split_evenly(
+        batches(selection_frame, batch_size=batch), training=False))
     build_training_state(model, train_data)
     divergence = StopOnNonFiniteLoss()
     if selection_data is None:
