@@ -4,7 +4,7 @@ import pytest
 from keras import ops
 
 from amsda_keras.layers.cgf import CGF
-from tests.layer_checks import run_layer_test
+from tests.layer_checks import assert_moves, force_gate, run_layer_test
 
 pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
 
@@ -55,3 +55,19 @@ def test_unknown_lengths_are_accepted_symbolically():
 def test_unequal_widths_are_rejected():
     with pytest.raises(ValueError, match="last dimension"):
         CGF()(keras.Input((LENGTH, HIDDEN)), keras.Input((LENGTH, HIDDEN + 1)))
+
+
+@pytest.mark.parametrize("gate, passes", [("_text_gate", "image"), ("_image_gate", "text")])
+def test_each_gate_lets_the_other_modality_through(gate, passes):
+    layer = CGF()
+    data = _inputs()
+    layer(**data)
+    other = next(name for name in ("_text_gate", "_image_gate") if name != gate)
+    force_gate(getattr(layer, other), 1e-6)
+    outputs = {}
+    for value in (0.1, 0.9):
+        force_gate(getattr(layer, gate), value)
+        outputs[value] = ops.convert_to_numpy(layer(**data))
+    # With the other gate shut, the output is this gate times the modality it lets through.
+    np.testing.assert_allclose(outputs[0.9], 0.9 * data[passes], atol=1e-4)
+    assert_moves(outputs[0.1], outputs[0.9], 0.5, f"CGF output as {gate} opens")

@@ -4,6 +4,7 @@ import pytest
 from keras import ops
 
 from amsda_keras.layers.fusion_weights import FusionWeights
+from tests.layer_checks import assert_moves
 
 pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
 
@@ -62,3 +63,13 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_wrong_number_of_inputs_is_refused():
     with pytest.raises(ValueError, match="Expected 3 logits tensors"):
         FusionWeights(BRANCHES)(_logits()[:2])
+
+
+def test_moving_a_weight_moves_the_mix_towards_its_branch():
+    layer = FusionWeights(BRANCHES)
+    logits = _logits()
+    equal = ops.convert_to_numpy(layer(logits))
+    layer.raw_weights.assign([12.0, 0.0, 0.0])  # softmax: nearly all weight on text
+    text_heavy = ops.convert_to_numpy(layer(logits))
+    assert_moves(equal, text_heavy, 0.1, "the mixed logits")
+    np.testing.assert_allclose(text_heavy, logits[0], atol=1e-4)
