@@ -206,6 +206,8 @@ MVSA_SINGLE = (
         _amsda("amsda_fixed_weights", "fixed equal fusion weights (ours)",
                "--ablate", "fusion_weights"),
         _amsda("amsda_64_tokens", "64 text tokens (ours; paper: 20)", "--sequence-length", "64"),
+        _amsda("amsda_grid", "fusion over the 7x7 image regions (ours)",
+               "--set", "model_args.fusion_image_tokens=grid"),
     ), family="A-MSDA", reference=AMSDA_FULL.key),
 )
 
