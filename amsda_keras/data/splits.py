@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from amsda_keras.data.table import SPLIT_NAMES
+from amsda_keras.files import replaced_atomically
 
 MAX_LISTED_IDS = 5
 # Carved out of train by a run, never read from a dataset (whose `validation` means dev).
@@ -120,7 +121,8 @@ def fold_split(frame, folds, fold, seed):
 
 def write_splits(frame, path):
     """Writes the `id,split` pairs of `frame` to the CSV file `path`."""
-    frame.loc[:, ["id", "split"]].to_csv(path, index=False)
+    with replaced_atomically(path) as temporary:
+        frame.loc[:, ["id", "split"]].to_csv(temporary, index=False)
 
 
 def apply_splits_file(frame, path):

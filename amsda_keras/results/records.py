@@ -10,10 +10,11 @@ on different machines add up, and the report can be rewritten where the run fold
 import shutil
 from pathlib import Path
 
-from amsda_keras.training.reporting import PREDICTIONS_FILE
+from amsda_keras.files import folder_replaced_atomically
+from amsda_keras.training.reporting import PREDICTIONS_FILE, RUN_INFO_FILE
 
-RECORD_FILES = ("config.yaml", "metrics.json", "run.json", "history.csv", PREDICTIONS_FILE)
-FINISHED = "metrics.json"
+RECORD_FILES = ("config.yaml", "metrics.json", RUN_INFO_FILE, "history.csv", PREDICTIONS_FILE)
+FINISHED = RUN_INFO_FILE
 # The run folders of a `--seeds` group and of a `--folds` group.
 MEMBER_PATTERNS = ("seed-*", "fold-*/seed-*")
 
@@ -36,8 +37,8 @@ def save_records(output, records, folders):
                 if not (run / FINISHED).exists():
                     continue
                 target = Path(records, folder, run.relative_to(Path(output, folder)))
-                target.mkdir(parents=True, exist_ok=True)
-                for name in RECORD_FILES:
-                    shutil.copy2(run / name, target / name)
+                with folder_replaced_atomically(target) as written:
+                    for name in RECORD_FILES:
+                        shutil.copy2(run / name, written / name)
                 copied += 1
     return copied

@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from amsda_keras.files import write_text_atomically
 from amsda_keras.inference import MODEL_FILE
 from amsda_keras.results import tables as results
 from amsda_keras.training.reporting import markdown_table
@@ -36,11 +37,11 @@ def write_report(tables, output, records, seeds, docs=None, progress=True):
               for table in tables}
     report = "".join(f"## {name}\n\n{block}\n" for name, block in blocks.items())
     output.mkdir(parents=True, exist_ok=True)
-    (output / "tables.md").write_text(report)
+    write_text_atomically(output / "tables.md", report)
     print(report + f"\nReport written to {output / 'tables.md'}")
     if docs:
         docs = Path(docs)
-        docs.write_text(replace_blocks(docs.read_text(), blocks))
+        write_text_atomically(docs, replace_blocks(docs.read_text(), blocks))
         if figures.is_dir():
             shutil.copytree(figures, docs.parent / FIGURES, dirs_exist_ok=True)
         print(f"Tables {', '.join(blocks)} updated in {docs}, figures in "

@@ -20,9 +20,9 @@ from scipy import stats
 
 from amsda_keras.results.records import FINISHED, MEMBER_PATTERNS
 from amsda_keras.training.protocol import report_split
-from amsda_keras.training.reporting import HEADLINE_METRICS, PREDICTIONS_FILE, markdown_table
+from amsda_keras.training.reporting import (HEADLINE_METRICS, PREDICTIONS_FILE, RUN_INFO_FILE,
+                                            markdown_table)
 
-RUN_INFO = "run.json"
 PROBABILITY_PREFIX = "probability_"
 SHOWN_IDS = 5
 SIDES = ("reference", "other")
@@ -207,7 +207,7 @@ def comparison_markdown(results):
 
 def _member_folders(path):
     """Member key -> run folder: the folder itself, or the finished runs below a group."""
-    if any((path / name).exists() for name in (PREDICTIONS_FILE, RUN_INFO, FINISHED)):
+    if any((path / name).exists() for name in (PREDICTIONS_FILE, RUN_INFO_FILE)):
         return {"": path}
     folders = {run.relative_to(path).as_posix(): run for pattern in MEMBER_PATTERNS
                for run in path.glob(pattern) if (run / FINISHED).exists()}
@@ -223,7 +223,7 @@ def _read_member(folder):
     predictions = folder / PREDICTIONS_FILE
     if not predictions.exists():
         raise ValueError(f"{folder} has no {PREDICTIONS_FILE}: {RETRAIN}.")
-    info_path = folder / RUN_INFO
+    info_path = folder / RUN_INFO_FILE
     if not info_path.exists():
         raise FileNotFoundError(f"{info_path} is missing: {folder} is not a complete run "
                                 "folder written by amsda_keras.train.")

@@ -22,6 +22,7 @@ from amsda_keras.layers.agai import AGAI
 from amsda_keras.models.compose import head_and_features
 from amsda_keras.training import inputs
 from amsda_keras.training.config import load_config_file
+from amsda_keras.training.reporting import save_figure
 
 AGAI_LAYER = "agai"
 LISTED_IDS = 5
@@ -192,8 +193,7 @@ def plot_attention_maps(path, maps, *, sample_id, true_label, class_names):
     predicted = int(np.argmax(maps.probabilities))
     figure.suptitle(f"{sample_id}: true {class_names[true_label]}, predicted "
                     f"{class_names[predicted]} ({maps.probabilities[predicted]:.2f})")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
 
 
 def write_attention_maps(run_dir, *, sample_ids=None, split=None, count=8, output=None,

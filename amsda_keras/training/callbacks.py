@@ -1,6 +1,8 @@
 """Training callbacks beyond Keras' own."""
 
 import math
+import os
+from pathlib import Path
 
 import keras
 from keras import ops
@@ -74,11 +76,21 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 class FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """A `ModelCheckpoint` that never saves an epoch whose training loss is NaN or infinite
-    (its weights are broken even if the dev metric, e.g. argmax of NaN logits, looks fine)."""
+    (its weights are broken even if the selection metric, e.g. argmax of NaN logits, looks
+    fine), and that writes the model under a temporary name, renamed into place when whole."""
 
     def on_epoch_end(self, epoch, logs=None):
-        if loss_is_finite(logs):
+        if not loss_is_finite(logs):
+            return
+        final = Path(self.filepath)
+        partial = final.with_name(f".{final.stem}.partial{final.suffix}")
+        self.filepath = str(partial)
+        try:
             super().on_epoch_end(epoch, logs)
+        finally:
+            self.filepath = str(final)
+        if partial.exists():  # this epoch was saved
+            os.replace(partial, final)
 
 
 def loss_is_finite(logs):

@@ -7,8 +7,9 @@
   and on torch the global generator's state (Keras' torch dropout ignores unseeded layers'
   seed states and draws from it);
 - `state.json`: the epoch, the seed, and the counters of the callbacks that carry state
-  (early stopping, the best-model checkpoint, ReduceLROnPlateau). Written last: a folder
-  without it was cut off mid-write and is ignored.
+  (early stopping, the best-model checkpoint, ReduceLROnPlateau).
+The folder is written under a temporary name and renamed into place, so it is complete or
+absent.
 The shuffled order of an epoch depends on `(seed, epoch)` only (`pipeline.epoch_variable`), and
 `history.csv` is trimmed to the checkpoint's epochs, so a resumed run repeats exactly what the
 killed one would have done. Only the newest complete checkpoint is kept.
@@ -21,6 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from amsda_keras.files import folder_replaced_atomically, write_text_atomically
 from amsda_keras.training.callbacks import loss_is_finite
 
 CHECKPOINT_DIR = "checkpoint"
@@ -68,13 +70,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if not loss_is_finite(logs):
             return  # Keep the last good state.
         folder = self.directory / f"epoch-{epoch + 1:04d}"
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        self.model.save_weights(folder / WEIGHTS_FILE)
-        np.savez(folder / SEED_STATES_FILE,
-                 *[keras.ops.convert_to_numpy(v) for v in _seed_states(self.model)],
-                 **_global_generator_state())
         state = {
             "epochs_done": epoch + 1,
             "seed": self.seed,
@@ -86,7 +81,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 for name, cb in self.stateful_callbacks.items()
             },
         }
-        (folder / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        with folder_replaced_atomically(folder) as written:
+            self.model.save_weights(written / WEIGHTS_FILE)
+            np.savez(written / SEED_STATES_FILE,
+                     *[keras.ops.convert_to_numpy(v) for v in _seed_states(self.model)],
+                     **_global_generator_state())
+            (written / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
         for older in self.directory.glob("epoch-*"):
             if older != folder:
                 shutil.rmtree(older)
@@ -120,11 +120,11 @@ def restore_training_state(model, checkpoint):
 
 def trim_history(path, epochs_done):
     """Drops the rows of `history.csv` after `epochs_done` (written before a kill cut the epoch's
-    checkpoint short)."""
+    checkpoint short, or, with `epochs_done` 0, by a run killed before its first checkpoint)."""
     path = Path(path)
     if path.is_file():
         lines = path.read_text().splitlines(keepends=True)
-        path.write_text("".join(lines[: epochs_done + 1]))
+        write_text_atomically(path, "".join(lines[: epochs_done + 1]))
 
 
 def _seed_states(model):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from amsda_keras.files import write_text_atomically
 from amsda_keras.training.protocol import SELECT_ON
 
 DEFAULTS = {
@@ -179,7 +180,7 @@ def parse_assignment(text):
 
 
 def save_config(config, path):
-    Path(path).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    write_text_atomically(path, yaml.safe_dump(config, sort_keys=False))
 
 
 def _nest(dotted_key, value):

@@ -10,6 +10,7 @@ from amsda_keras.data.demo import make_demo_dataset
 from amsda_keras.data.feature_cache import default_cache_root, extract_features
 from amsda_keras.data.pipeline import feature_dataset, raw_dataset
 from amsda_keras.data.validation import apply_bad_sample_policy
+from amsda_keras.files import folder_replaced_atomically
 from amsda_keras.models.compose import feature_input_names
 
 MODALITIES = ("text", "image")
@@ -76,7 +77,8 @@ def build_encoders(encoder_config, run_dir, training_texts):
         else:
             built[modality] = build_encoder(encoder_config, modality, training_texts=training_texts)
             if tiny:
-                built[modality].save(saved)
+                with folder_replaced_atomically(saved) as written:
+                    built[modality].save(written)
     return built
 
 

@@ -6,8 +6,6 @@ folder holds an ordinary `model.keras` that `evaluate`, `predict` and `export` u
 use any other model. `history.csv` has one line per candidate C instead of one per epoch.
 """
 
-import io
-
 import keras
 import numpy as np
 import pandas as pd
@@ -15,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.preprocessing import StandardScaler
 
-from amsda_keras.files import write_text_atomically
+from amsda_keras.files import replaced_atomically
 
 # scikit-learn's default C, the probe's when nothing selects (`select_on: last`).
 DEFAULT_C = 1.0
@@ -89,11 +87,11 @@ def fit_probe(model, batches, train_frame, selection_frame, settings, run_dir):
         print(f"Note: the probe's best C, {candidates[best]:g}, is the "
               f"{'smallest' if best == 0 else 'largest'} of training.probe_c_values; a wider "
               f"grid may do better.")
-    buffer = io.StringIO()
-    history.to_csv(buffer, index=False)
-    write_text_atomically(run_dir / "history.csv", buffer.getvalue())
+    with replaced_atomically(run_dir / "history.csv") as temporary:
+        history.to_csv(temporary, index=False)
     _set_logits(model, fitted[best], scaler, num_classes)
-    model.save(run_dir / "model.keras")
+    with replaced_atomically(run_dir / "model.keras") as temporary:
+        model.save(temporary)
     return {"probe_c": float(candidates[best])}
 
 

@@ -1,6 +1,5 @@
 """Metrics (scikit-learn), the run folder's reports and its figures (matplotlib)."""
 
-import io
 import json
 from pathlib import Path
 
@@ -9,11 +8,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn import metrics as sk_metrics
 
-from amsda_keras.files import write_text_atomically
+from amsda_keras.files import replaced_atomically, write_text_atomically
 
 HEADLINE_METRICS = ("accuracy", "weighted_f1", "macro_f1")
 # Each scored sample's label, prediction and class probabilities, every split but train.
 PREDICTIONS_FILE = "predictions.csv"
+# The run's facts, written last: a run folder is finished when it holds this file.
+RUN_INFO_FILE = "run.json"
 # History columns holding A-MSDA's learned branch weights: fusion_weight_<branch>.
 FUSION_WEIGHT_PREFIX = "fusion_weight_"
 
@@ -61,10 +62,9 @@ def write_predictions(path, parts, probabilities, class_names):
                          for index, name in enumerate(class_names)}})
         for split, values in probabilities.items() if split != "train"
     ]
-    buffer = io.StringIO()
     table = pd.concat(frames) if frames else pd.DataFrame(columns=["id", "split"])
-    table.to_csv(buffer, index=False, float_format="%.5f")
-    write_text_atomically(path, buffer.getvalue())
+    with replaced_atomically(path) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.5f")
 
 
 def write_reports(directory, predictions, class_names, roles=None, main_split=None):
@@ -144,8 +144,7 @@ def plot_confusion_matrix(path, counts, class_names, title=""):
                  title=f"{title}\n{label}" if title else label)
         axes.set_xticklabels(class_names, rotation=45, ha="right")
         axes.set_yticklabels(class_names)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
 
 
 def plot_training_curves(path, history, selection="dev"):
@@ -164,8 +163,7 @@ def plot_training_curves(path, history, selection="dev"):
         axes.set(xlabel="epoch" if epochs else "C (inverse L2 strength)", title=name,
                  xscale="linear" if epochs else "log")
         axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
 
 
 def plot_fusion_weights(path, history):
@@ -178,6 +176,12 @@ def plot_fusion_weights(path, history):
                   label=name[len(FUSION_WEIGHT_PREFIX):])
     axes.set(xlabel="epoch", ylabel="weight", ylim=(0, 1), title="Learned fusion weights")
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
 
+
+
+def save_figure(figure, path):
+    """Lays out a matplotlib `Figure` and writes it to `path` (PNG) through a temporary file."""
+    figure.tight_layout()
+    with replaced_atomically(path) as temporary:
+        figure.savefig(temporary, dpi=120)

@@ -33,6 +33,7 @@ from amsda_keras.files import write_text_atomically
 from amsda_keras.models import MODEL_BUILDERS
 from amsda_keras.models.compose import attach_encoder_tops, attach_encoders
 from amsda_keras.training import inputs, reporting
+from amsda_keras.training.reporting import RUN_INFO_FILE
 from amsda_keras.training.config import save_config
 from amsda_keras.training.evaluation import score
 from amsda_keras.training.callbacks import (FiniteModelCheckpoint, FusionWeightsLogger,
@@ -109,7 +110,7 @@ def _train(config, progress, resume):
         chosen = fit_probe(model, batches, train_frame, selection_frame, settings, run_dir)
     else:
         chosen = _fit(model, batches, train_frame, selection_frame, table.num_classes, settings,
-                      run_dir, checkpoint, progress)
+                      run_dir, resume, checkpoint, progress)
 
     # The selected weights, into the trained model (whose trainable flags are the run's).
     load_archive_weights(model, run_dir / "model.keras")
@@ -132,7 +133,7 @@ def _train(config, progress, resume):
 
 
 def _fit(model, batches, train_frame, selection_frame, num_classes, settings, run_dir,
-         checkpoint, progress):
+         resume, checkpoint, progress):
     """Trains a Keras model with `fit`, keeping the best epoch on the selection split (the
     last epoch without one) in `model.keras`. Returns `{"best_epoch": n}`."""
     class_weights = (
@@ -155,10 +156,12 @@ def _fit(model, batches, train_frame, selection_frame, num_classes, settings, ru
     divergence = StopOnNonFiniteLoss()
     if selection_data is None:
         monitor = None
-    callbacks = _callbacks(run_dir, settings, monitor, model, append_history=checkpoint is not None)
+    callbacks = _callbacks(run_dir, settings, monitor, model, append_history=resume)
+    if resume:
+        # Rows a killed run logged after its last checkpoint (all of them without one).
+        trim_history(run_dir / "history.csv", checkpoint["epochs_done"] if checkpoint else 0)
     if checkpoint is not None:
         restore_training_state(model, checkpoint)
-        trim_history(run_dir / "history.csv", checkpoint["epochs_done"])
         print(f"Resuming {run_dir} after epoch {checkpoint['epochs_done']}")
     if checkpoint is None or not checkpoint["training_stopped"]:
         model.fit(
@@ -196,7 +199,7 @@ def default_run_dir(config):
 
 def _make_run_dir(config, resume):
     run_dir = default_run_dir(config)
-    if (run_dir / "metrics.json").exists():
+    if (run_dir / RUN_INFO_FILE).exists():
         raise FileExistsError(f"{run_dir} already holds a finished run; pass another --output.")
     if not resume and (run_dir / CHECKPOINT_DIR).exists():
         raise FileExistsError(f"{run_dir} holds an unfinished run: continue it with "
@@ -379,7 +382,7 @@ def _write_run_info(run_dir, model, wall_time, chosen, protocol, resumed_after, 
         "python": platform.python_version(),
         "commit": source_commit(),
     }
-    write_text_atomically(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+    write_text_atomically(run_dir / RUN_INFO_FILE, json.dumps(info, indent=2) + "\n")
     return info
 
 

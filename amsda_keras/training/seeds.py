@@ -18,7 +18,7 @@ from amsda_keras.files import write_text_atomically
 from amsda_keras.training import inputs
 from amsda_keras.training.checkpoints import CHECKPOINT_DIR
 from amsda_keras.training.config import load_config_file
-from amsda_keras.training.reporting import HEADLINE_METRICS, markdown_table
+from amsda_keras.training.reporting import HEADLINE_METRICS, RUN_INFO_FILE, markdown_table
 from amsda_keras.training.run import default_run_dir, train
 
 RUN_FIELDS = ("best_epoch", "probe_c", "wall_time_seconds", "trainable_parameters")
@@ -46,7 +46,7 @@ def train_seeds(config, seeds, folds=None, progress=True):
             run_config["data"].update(folds=folds, fold=fold)
         run_config["output"] = str(base / name)
         run_dir = Path(run_config["output"])
-        finished = (run_dir / "metrics.json").exists()
+        finished = (run_dir / RUN_INFO_FILE).exists()
         unfinished = (run_dir / CHECKPOINT_DIR).is_dir()
         if finished or unfinished:
             _check_reusable(run_dir, run_config)
@@ -72,7 +72,7 @@ def summarize_runs(run_dirs):
         "values"}}}, "run": {field: {...}}}`; `std` is 0 for a single run.
     """
     metrics = [json.loads((Path(d) / "metrics.json").read_text()) for d in run_dirs]
-    infos = [json.loads((Path(d) / "run.json").read_text()) for d in run_dirs]
+    infos = [json.loads((Path(d) / RUN_INFO_FILE).read_text()) for d in run_dirs]
     configs = [load_config_file(Path(d) / "config.yaml") for d in run_dirs]
     splits = [split for split in metrics[0] if all(split in m for m in metrics)]
     return {
