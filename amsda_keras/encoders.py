@@ -123,16 +123,22 @@ class Encoder:
                 layer.trainable = False
 
     def fingerprint(self):
-        """A hash of the architecture, the weights and the preprocessing config.
+        """A hash of the architecture, the weights and the preprocessing (config and vocabulary).
 
         Layer names are left out: Keras numbers them per process (`..._preprocessor_1` for
-        the second encoder built), and they do not change the features.
+        the second encoder built), and they do not change the features. The tokenizer's vocabulary
+        (and BPE merges) is hashed apart: a keras-hub tokenizer's config holds `vocabulary: None`
+        when it was built from a list (`tiny`) or loaded from a preset's assets.
         """
         digest = hashlib.sha256()
         # With a top, the features come from below its layers.
         for part in [p for p in (self.backbone, self.preprocessor, self.top) if p is not None]:
             config = _without_layer_names(part.get_config())
             digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+        tokenizer = getattr(self.preprocessor, "tokenizer", None)
+        if tokenizer is not None:
+            vocabulary = [list(tokenizer.get_vocabulary()), getattr(tokenizer, "merges", None)]
+            digest.update(json.dumps(vocabulary).encode())
         for weight in self.backbone.weights:
             digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
         return digest.hexdigest()
