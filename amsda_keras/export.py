@@ -4,7 +4,15 @@ The SavedModel's `serve` function takes
 - `texts`: a `tf.string` batch `[batch]` of posts, and
 - `images`: a `tf.string` batch `[batch]` of encoded image files (JPEG, PNG, GIF, WebP or
   BMP bytes, as `tf.io.read_file` or `open(path, "rb").read()` give them),
-and returns `{"probabilities": float32 [batch, classes], "label": string [batch]}`.
+and returns `{"probabilities": float32 [batch, classes], "label": string [batch], "error":
+string [batch]}`. One bad image does not fail the batch: its row gets NaN probabilities, the
+label "" and the reason in `error` ("" in the other rows): "undecodable image: empty", "...:
+not a JPEG/PNG/GIF/BMP/WebP file" (from its first bytes), "...: truncated or corrupt JPEG data"
+(or PNG, ...: TensorFlow failed to decode it; it decodes no part of a truncated file, not even
+a JPEG with a valid header) or "unsupported image: animated WebP" (TensorFlow's decoder would
+crash). Images of those formats are decoded twice, the first time to find the failures. An
+8-bit palette BMP still decodes to its palette indices, as in training, where
+`data/validation.py` refuses it.
 Tokenisation, image decoding, resizing and normalisation, and the encoders (frozen or
 fine-tuned) are inside the graph, so serving needs TensorFlow and tensorflow-text (whose
 tokenizer ops keras-hub uses) but not this package or Keras:
@@ -28,10 +36,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from amsda_keras.files import write_text_atomically
 from amsda_keras.training.errors import user_errors
 
 DEFAULT_FOLDER = "saved_model"
 EXPORT_BACKEND = "tensorflow"
+# The first bytes of each format `serve` decodes: (format, ((offset, bytes), ...)).
+SIGNATURES = (("JPEG", ((0, b"\xff\xd8\xff"),)), ("PNG", ((0, b"\x89PNG\r\n\x1a\n"),)),
+              ("GIF", ((0, b"GIF87a"),)), ("GIF", ((0, b"GIF89a"),)), ("BMP", ((0, b"BM"),)),
+              ("WebP", ((0, b"RIFF"), (8, b"WEBP"))))
+FORMAT_NAMES = "JPEG/PNG/GIF/BMP/WebP"
+HEADER_BYTES = 21  # up to the WebP animation flag, byte 20
 
 
 def build_parser():
@@ -65,25 +80,32 @@ def export_run(run_dir, output=None):
     image_preprocessor = preprocessors["image_preprocessor"]
     input_names = [tensor.name for tensor in model.inputs]
     class_names = tf.constant(run.class_names)
+    image_shape = next((t.shape[1:] for t in model.inputs if t.name == "images"), None)
 
-    def prepare_image(contents):
-        return tf.cast(image_preprocessor(decode_image(contents)), "float32")
+    def prepare_image(good_and_contents):
+        good, contents = good_and_contents  # a blank image where `image_errors` found a fault
+        return tf.cond(good,
+                       lambda: tf.cast(image_preprocessor(decode_image(contents)), "float32"),
+                       lambda: tf.zeros(image_shape, tf.float32))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="texts"),
                                   tf.TensorSpec([None], tf.string, name="images")])
     def serve(texts, images):
         features = {}
+        errors = (image_errors(images) if image_preprocessor is not None
+                  else tf.fill(tf.shape(images), ""))
+        good = tf.equal(errors, "")
         if text_preprocessor is not None:
             features.update(text_preprocessor(texts))
         if image_preprocessor is not None:
-            image_shape = next(t for t in model.inputs if t.name == "images").shape[1:]
             features["images"] = tf.map_fn(
-                prepare_image, images,
+                prepare_image, (good, images),
                 fn_output_signature=tf.TensorSpec(image_shape, tf.float32))
         logits = logits_of(model({name: features[name] for name in input_names}, training=False))
         probabilities = tf.nn.softmax(tf.cast(logits, "float32"), axis=-1)
-        return {"probabilities": probabilities,
-                "label": tf.gather(class_names, tf.argmax(probabilities, axis=-1))}
+        labels = tf.gather(class_names, tf.argmax(probabilities, axis=-1))
+        return {"probabilities": tf.where(good[:, None], probabilities, float("nan")),
+                "label": tf.where(good, labels, ""), "error": errors}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -100,11 +122,61 @@ def export_run(run_dir, output=None):
             "class_names": run.class_names, "inputs": {
                 "texts": "tf.string [batch]: posts",
                 "images": "tf.string [batch]: encoded image files"},
-            "outputs": {"probabilities": "float32 [batch, classes]",
-                        "label": "tf.string [batch]: the most probable class"}}
-    (output / "export_info.json").write_text(json.dumps(info, indent=2) + "\n")
+            "outputs": {"probabilities": "float32 [batch, classes]: NaN for a row with an error",
+                        "label": "tf.string [batch]: the most probable class; '' for an error",
+                        "error": "tf.string [batch]: why a row has no result; '' for none"}}
+    write_text_atomically(output / "export_info.json", json.dumps(info, indent=2) + "\n")
     print(f"SavedModel written to {output} (endpoint `serve`, classes {run.class_names})")
     return output
+
+
+def image_errors(images):
+    """Why `serve` cannot decode each of a batch of encoded images ("" for the good ones).
+
+    The format comes from the file's first bytes; an image of a known format is then decoded
+    once in a `tf.data` pipeline that drops failures (graphs have no `try`), which finds the
+    truncated and corrupt ones without failing the batch.
+
+    Args:
+        images: `tf.string` tensor `[batch]`, encoded image files.
+
+    Returns:
+        `tf.string` tensor `[batch]`.
+    """
+    import tensorflow as tf
+
+    from amsda_keras.data.images import decode_image
+
+    # Short files are padded so that every header slice exists.
+    padded = tf.strings.join([images, b"\0" * HEADER_BYTES])
+    formats = tf.fill(tf.shape(images), "")
+    for name, parts in SIGNATURES:
+        match = tf.reduce_all([tf.equal(tf.strings.substr(padded, start, len(magic)), magic)
+                               for start, magic in parts], axis=0)
+        formats = tf.where(match, name, formats)
+    # TensorFlow's WebP decoder aborts the process on an animation (data/images.py).
+    animation_flag = tf.reshape(tf.io.decode_raw(tf.strings.substr(padded, 20, 1), tf.uint8),
+                                [-1]) & 2
+    animated = (tf.equal(formats, "WebP") & tf.equal(tf.strings.substr(padded, 12, 4), b"VP8X")
+                & (animation_flag > 0))
+    known = tf.not_equal(formats, "") & ~animated
+
+    def mark_decoded(seen, position_and_shape):
+        # The shape, not just the position, so that the decoding is not pruned away.
+        position, shape = position_and_shape
+        return tf.tensor_scatter_nd_update(seen, [[position]], [tf.reduce_prod(shape) > 0])
+
+    positions = tf.where(known)[:, 0]
+    decoded = (tf.data.Dataset.from_tensor_slices((positions, tf.gather(images, positions)))
+               .map(lambda position, contents: (position, tf.shape(decode_image(contents))))
+               .ignore_errors()
+               .reduce(tf.zeros_like(known), mark_decoded))
+    corrupt = tf.strings.join(["undecodable image: truncated or corrupt ", formats, " data"])
+    errors = tf.where(decoded, "", corrupt)
+    errors = tf.where(animated, "unsupported image: animated WebP", errors)
+    errors = tf.where(tf.equal(formats, ""), f"undecodable image: not a {FORMAT_NAMES} file",
+                      errors)
+    return tf.where(tf.equal(tf.strings.length(images), 0), "undecodable image: empty", errors)
 
 
 def main(argv=None):

@@ -53,7 +53,13 @@ def logits_of(outputs):
 
 
 def load_run(run_dir):
-    """Loads the run folder `run_dir` written by `train`."""
+    """Loads the run folder `run_dir` written by `train`.
+
+    Raises:
+        FileNotFoundError: `config.yaml` or `model.keras` is missing.
+        ValueError: the model's output width is not the number of class names in
+            `config.yaml`.
+    """
     run_dir = Path(run_dir)
     for name in ("config.yaml", MODEL_FILE):
         if not (run_dir / name).is_file():
@@ -63,4 +69,11 @@ def load_run(run_dir):
     encoders = inputs.build_encoders(config["encoders"], run_dir, training_texts=None)
     # Only for predictions: the training losses need not be importable.
     model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
-    return TrainedRun(run_dir, config, list(config["data"]["class_names"]), encoders, model)
+    class_names = list(config["data"]["class_names"])
+    width = logits_of(model.output).shape[-1]
+    if width != len(class_names):
+        raise ValueError(
+            f"{run_dir / MODEL_FILE} gives {width} class scores, but there are "
+            f"{len(class_names)} class names {class_names} in {run_dir / 'config.yaml'} "
+            "(data.class_names); give the model's classes there, in the order it was trained on.")
+    return TrainedRun(run_dir, config, class_names, encoders, model)

@@ -29,6 +29,7 @@ from amsda_keras.data.manifest import read_manifest
 from amsda_keras.data.pipeline import raw_dataset
 from amsda_keras.data.table import UNLABELED, DatasetTable, make_frame
 from amsda_keras.data.validation import find_problems
+from amsda_keras.files import replaced_atomically
 from amsda_keras.inference import load_run, logits_of
 from amsda_keras.training.callbacks import fusion_weights
 from amsda_keras.training.errors import user_errors
@@ -78,7 +79,8 @@ def predict(run, table, output, batch_size=DEFAULT_BATCH_SIZE, progress=True):
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", newline="", encoding="utf-8") as file:
+    with (replaced_atomically(output) as temporary,
+          temporary.open("w", newline="", encoding="utf-8") as file):
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         for position, row in enumerate(frame.itertuples()):
@@ -121,7 +123,7 @@ def read_posts(data, run):
 
 def single_post(text, image, class_names):
     """A one-row table for `--text` and `--image`."""
-    if not os.path.isfile(image):
+    if not os.path.exists(image):
         raise FileNotFoundError(f"Image file not found: {image}")
     row = {"id": "1", "text": text, "image": os.path.abspath(image), "label": UNLABELED,
            "split": None, "source": "--text/--image"}
@@ -137,14 +139,15 @@ def main(argv=None):
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     with user_errors():
+        name = "single_post.csv" if single else f"{Path(args.data).stem}.csv"
+        output = Path(args.output or Path(args.run) / "predictions" / name)
+        if output.is_dir():
+            raise ValueError(f"--output {output} is a folder; name the CSV file to write.")
         run = load_run(args.run)
         if single:
             table = single_post(args.text, args.image, run.class_names)
-            output = Path(args.output or run.directory / "predictions" / "single_post.csv")
         else:
             table = read_posts(args.data, run)
-            name = f"{Path(args.data).stem}.csv"
-            output = Path(args.output or run.directory / "predictions" / name)
         predicted, failed = predict(run, table, output, args.batch_size,
                                     progress=not args.no_progress and not single)
         if single:

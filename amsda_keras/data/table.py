@@ -94,3 +94,39 @@ def label_index(value, class_names):
     names = [name.lower() for name in class_names]
     name = str(value).strip().lower()
     return names.index(name) if name in names else None
+
+
+def relabel(table, class_names, source):
+    """`table` with its labels moved onto `class_names`, class by class, by name.
+
+    Names match case-insensitively; a class named by its own index (`"0"`, `"1"`, ...: the
+    int labels of a manifest without `label_name`) keeps that index.
+
+    Args:
+        table: a `DatasetTable` read with its own class names.
+        class_names: list of str, the classes to put its labels on.
+        source: the data's path, for the message.
+
+    Returns:
+        A new `DatasetTable` with `class_names`.
+
+    Raises:
+        ValueError: naming both class lists, when a class the rows use is not among
+            `class_names`.
+    """
+    wanted = [name.lower() for name in class_names]
+    mapping, unknown = {}, []
+    for index in sorted(set(table.frame["label"])):
+        name = table.class_names[index]
+        if name.lower() in wanted:
+            mapping[index] = wanted.index(name.lower())
+        elif name == str(index) and index < len(class_names):
+            mapping[index] = index
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ValueError(f"{source} has labels of another class set: its classes "
+                         f"{table.class_names} are not all among {list(class_names)} ({unknown} "
+                         "are not); label it with those classes.")
+    frame = table.frame.assign(label=table.frame["label"].map(mapping).astype("int64"))
+    return DatasetTable(frame, list(class_names), list(table.rejected), list(table.notes))

@@ -1,7 +1,8 @@
 """Finds the samples of a table that cannot be trained on, and applies the user's policy.
 
-`check_samples` looks for missing, unreadable or undecodable images, empty texts, duplicate
-ids and out-of-range labels. `apply_bad_sample_policy` adds the samples the reader already
+`check_samples` looks for missing, unreadable or undecodable images (and image paths that are
+not regular files, such as a FIFO, which are never opened), empty texts, duplicate ids and
+out-of-range labels. `apply_bad_sample_policy` adds the samples the reader already
 refused (`table.rejected`) and either drops them all, writing `skipped_samples.csv` and
 printing a summary, or raises `BadSampleError`. Nothing is dropped silently.
 """
@@ -11,6 +12,7 @@ import concurrent.futures
 import csv
 import os
 import re
+import stat
 from pathlib import Path
 
 import tensorflow as tf
@@ -140,11 +142,20 @@ def find_problems(table, num_workers=None, progress=True):
 def _image_problem(path):
     """Why the image file at `path` cannot be used, or `None`."""
     try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "image file not found"
+    except OSError as error:
+        return f"image file cannot be read: {error.strerror}"
+    if stat.S_ISDIR(mode):
+        return "image path is a folder"
+    if not stat.S_ISREG(mode):
+        # Opening a FIFO for reading waits for a writer, possibly forever.
+        return f"not a regular file ({_file_kind(mode)})"
+    try:
         reason = _decode_with_pillow(path)
     except FileNotFoundError:
         return "image file not found"
-    except IsADirectoryError:
-        return "image path is a folder"
     except UnidentifiedImageError:
         if os.path.getsize(path) == 0:
             return "image file is empty (0 bytes)"
@@ -166,6 +177,13 @@ def _image_problem(path):
         message = error.message.split("\n\t [[")[0].splitlines()[-1].strip()
         return f"image truncated or corrupt: TensorFlow cannot decode it: {message}"
     return None
+
+
+def _file_kind(mode):
+    """'a FIFO', 'a socket', ...: what a path that is neither a file nor a folder is."""
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
 
 
 def _decode_with_pillow(path):

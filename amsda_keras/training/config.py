@@ -2,13 +2,15 @@
 
 A config file holds any subset of `DEFAULTS`; flags override the file, the file overrides the
 model's own defaults (its paper's training recipe, e.g. A-MSDA's focal loss), and those override
-`DEFAULTS`. Unknown keys and values of the wrong type fail with a message naming the key.
+`DEFAULTS`. Unknown keys, values of the wrong type and numbers out of their range (`RANGES`)
+fail with a message naming the key, before any data is read.
 `model_args` holds keyword arguments of the model builder and is checked against its signature.
 """
 
 import copy
 import difflib
 import inspect
+import math
 from pathlib import Path
 
 import yaml
@@ -109,6 +111,21 @@ CHOICES = {
 OPTIONAL_POSITIVE_INTS = ("data.folds", "data.fold", "encoders.image_size",
                           "training.early_stopping_patience",
                           "training.lr_step_epochs", "training.reduce_lr_patience")
+# The range of each numeric setting: (lowest, highest, whether both bounds are excluded);
+# None is no bound.
+RANGES = {
+    "encoders.sequence_length": (1, None, False),
+    "features.batch_size": (1, None, False),
+    "training.epochs": (1, None, False),
+    "training.batch_size": (1, None, False),
+    "training.learning_rate": (0, None, True),
+    "training.seed": (0, 2**32 - 1, False),  # NumPy takes no other seeds.
+    "training.lr_step_gamma": (0, None, True),
+    "training.reduce_lr_factor": (0, 1, True),
+    "training.focal_alpha": (0, None, True),
+    "training.focal_gamma": (0, None, False),
+    "training.contrastive_weight": (0, None, False),
+}
 # Builder arguments that come from the data and encoders, never from a config.
 RUNTIME_MODEL_ARGS = {"num_classes", "text_dim", "image_dim"}
 
@@ -164,6 +181,8 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
         value = config[section][name]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"`{key}` must be a positive int or null. Received: {value!r}")
+    _check_ranges(config)
+    _check_class_names(config["data"]["class_names"])
     _check_text_trainable_layers(config["encoders"])
     _check_protocol(config)
     if model_builders is not None:
@@ -235,6 +254,34 @@ def _flatten(nested, prefix=""):
         if isinstance(value, dict):
             flat.update(_flatten(value, prefix=f"{prefix}{key}."))
     return flat
+
+
+def _check_ranges(config):
+    flat = _flatten(config)
+    for key, (lowest, highest, excluded) in RANGES.items():
+        value = flat[key]
+        valid = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                 and not (isinstance(value, float) and not math.isfinite(value)))
+        if valid and lowest is not None:
+            valid = value > lowest if excluded else value >= lowest
+        if valid and highest is not None:
+            valid = value < highest if excluded else value <= highest
+        if not valid:
+            kind = "an int" if isinstance(_flatten(DEFAULTS)[key], int) else "a number"
+            signs = (">", "<") if excluded else (">=", "<=")
+            bounds = " and ".join(f"{sign} {bound}" for sign, bound in zip(signs, (lowest, highest))
+                                  if bound is not None)
+            raise ConfigError(f"`{key}` must be {kind} {bounds}. Received: {value!r}")
+
+
+def _check_class_names(names):
+    if names is None:
+        return
+    if not (isinstance(names, list) and all(isinstance(name, str) and name.strip()
+                                            for name in names)
+            and len({name.strip().lower() for name in names}) == len(names) >= 2):
+        raise ConfigError("`data.class_names` must be a list of 2 or more distinct names, or "
+                          f"null. Received: {names!r}")
 
 
 def _check_text_trainable_layers(encoder_config):

@@ -1,12 +1,14 @@
 """Scoring a trained model: predictions per split, metrics and reports, and `evaluate_run`."""
 
-import copy
 from pathlib import Path
 
 import numpy as np
 from keras import ops
 
+from amsda_keras.data import read_dataset
 from amsda_keras.data.splits import VALIDATION, apply_splits_file
+from amsda_keras.data.table import relabel
+from amsda_keras.data.validation import SKIPPED_FILE, apply_bad_sample_policy
 from amsda_keras.inference import load_run, logits_of
 from amsda_keras.training import inputs, reporting
 
@@ -46,7 +48,10 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
 
     Args:
         run_dir: a run folder written by `train`.
-        data: a manifest or dataset folder. Its labels must use the run's class names.
+        data: a manifest or dataset folder labelled with (some of) the run's classes. A
+            manifest is read with its own class names, as `train` reads it, and matched to the
+            run's by name; int labels without a `label_name` are the run's class indices. The
+            other formats must have the run's classes.
         data_format: reader to use, or `"auto"`.
         split: score only this split; None scores every split, or every row when the data has
             no `split` field. Data without splits of its own (the run's own dataset when the
@@ -56,18 +61,31 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
 
     Returns:
         The metrics dict, keyed by split.
+
+    Raises:
+        ValueError: the data has classes the run lacks (the message names both lists), or
+            no row to score.
     """
     run = load_run(run_dir)
     config, class_names = run.config, run.class_names
-    data_config = copy.deepcopy(config["data"])
-    data_config.update(path=str(data), format=data_format, splits=None)
-    if on_bad_sample:
-        data_config["on_bad_sample"] = on_bad_sample
+    # A file in "auto" is a manifest (or no dataset at all, which read_dataset says).
+    manifest = data_format == "manifest" or (data_format == "auto" and Path(data).is_file())
+    table = read_dataset(data, data_format=data_format, label_rule=config["data"]["label_rule"],
+                         class_names=None if manifest else class_names,
+                         image_dir=config["data"]["image_dir"])
+    if manifest:
+        table = relabel(table, class_names, data)
+    for note in table.notes:
+        print(f"Note: {note}")
     name = Path(data).stem + (f"-{split}" if split else "")
     directory = Path(output or run.directory / "evaluation" / name)
     directory.mkdir(parents=True, exist_ok=True)
+    table = apply_bad_sample_policy(table, on_bad_sample or config["data"]["on_bad_sample"],
+                                    output_dir=directory, progress=progress)
+    if table.frame.empty:
+        raise ValueError(f"{data} has no rows to score (skipped rows are listed in "
+                         f"{directory / SKIPPED_FILE}).")
 
-    table = inputs.load_table(data_config, directory, class_names=class_names, progress=progress)
     frame = table.frame.copy()
     if split and frame["split"].isna().all():
         splits_file = run.directory / "splits.csv"

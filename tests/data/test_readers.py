@@ -393,7 +393,7 @@ def test_manifest_jsonl_with_class_names(tmp_path):
     reasons = [bad.reason for bad in table.rejected]
     assert reasons[0].startswith("malformed JSON")
     assert reasons[1] == "missing field(s) image"
-    assert reasons[2].startswith("unknown label 7")
+    assert reasons[2].startswith("label out of range: 7")
     assert reasons[3].startswith("unknown split 'final'")
 
 
