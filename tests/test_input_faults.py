@@ -16,6 +16,7 @@ from PIL import Image
 from amsda_keras import evaluate, export, predict, train
 from amsda_keras.data.demo import CLASS_NAMES, make_demo_dataset
 from amsda_keras.data.manifest import read_manifest
+from amsda_keras.data.source_files import read_post_texts
 from amsda_keras.data.table import DatasetTable
 from amsda_keras.data.validation import check_samples
 from amsda_keras.inference import load_run
@@ -70,6 +71,22 @@ def test_fifo_image_path_is_a_bad_sample_instead_of_a_hang(tmp_path):
         pytest.fail(f"check_samples still reads the FIFO after {HANG_TIMEOUT_S} s")
     [bad] = found["bad"]
     assert (bad.id, bad.file, bad.reason) == ("s1", str(fifo), "not a regular file (a FIFO)")
+
+
+def test_fifo_post_text_file_is_a_bad_sample_instead_of_a_hang(tmp_path):
+    (tmp_path / "1.txt").write_text("a good post")
+    os.mkfifo(tmp_path / "2.txt")
+    found = {}
+    thread = threading.Thread(daemon=True, target=lambda: found.update(
+        read=read_post_texts(tmp_path, ["1", "2"])))
+    thread.start()
+    thread.join(HANG_TIMEOUT_S)
+    if thread.is_alive():
+        os.close(os.open(tmp_path / "2.txt", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"read_post_texts still reads the FIFO after {HANG_TIMEOUT_S} s")
+    texts, [bad], _ = found["read"]
+    assert texts == {"1": "a good post"}
+    assert bad.reason == "text path is not a regular file (a FIFO)"
 
 
 # 2. Labels: out of range, and ints mixed with names.
@@ -180,6 +197,14 @@ def test_batch_size_below_one_is_refused_before_any_work(demo, tmp_path, flags):
     with pytest.raises(SystemExit, match=r"batch_size` must be an int >= 1\. Received: -?\d"):
         train.main(["--model", "baseline", "--data", str(demo), "--output", str(output),
                     *FAST, *flags])
+    assert not output.exists()
+
+
+def test_seeds_out_of_range_are_refused_before_any_run(tmp_path):
+    output = tmp_path / "seeds"
+    with pytest.raises(SystemExit, match=r"--seeds must be from 0 to 4294967295\. "
+                                         r"Received: \[-1\]"):
+        train.main(["--model", "baseline", "--seeds", "1,-1", "--output", str(output)])
     assert not output.exists()
 
 

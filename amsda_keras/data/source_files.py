@@ -9,6 +9,7 @@ reporting what they cannot read instead of raising on one bad sample.
 import collections
 import json
 import os
+import stat
 
 import charset_normalizer
 
@@ -73,11 +74,17 @@ def read_post_texts(folder, ids):
     for sample_id in ids:
         path = os.path.join(folder, f"{sample_id}.txt")
         try:
-            with open(path, "rb") as file:
-                raw = file.read()
+            mode = os.stat(path).st_mode
         except FileNotFoundError:
             rejected.append(BadSample(sample_id, path, "missing text file"))
             continue
+        if not stat.S_ISREG(mode):
+            # Opening a FIFO for reading waits for a writer, possibly forever.
+            reason = f"text path is not a regular file ({file_kind(mode)})"
+            rejected.append(BadSample(sample_id, path, reason))
+            continue
+        with open(path, "rb") as file:
+            raw = file.read()
         text, encoding = decode_text(raw)
         if text is None:
             reason = "text file is not UTF-8 and no other encoding fits it"
@@ -94,6 +101,14 @@ def read_post_texts(folder, ids):
             f"{detail} (charset-normalizer's best guess)."
         )
     return texts, rejected, notes
+
+
+def file_kind(mode):
+    """'a FIFO', 'a folder', ...: what a path whose `os.stat` mode is `mode` is, when it is not
+    a regular file."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
 
 
 def read_json_array(path):

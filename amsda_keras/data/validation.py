@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from amsda_keras.data.images import load_image
 from amsda_keras.data.images import unsupported_reason
+from amsda_keras.data.source_files import file_kind
 from amsda_keras.data.table import BadSample
 from amsda_keras.data.table import DatasetTable
 from amsda_keras.data.table import UNLABELED
@@ -151,7 +152,7 @@ def _image_problem(path):
         return "image path is a folder"
     if not stat.S_ISREG(mode):
         # Opening a FIFO for reading waits for a writer, possibly forever.
-        return f"not a regular file ({_file_kind(mode)})"
+        return f"not a regular file ({file_kind(mode)})"
     try:
         reason = _decode_with_pillow(path)
     except FileNotFoundError:
@@ -177,13 +178,6 @@ def _image_problem(path):
         message = error.message.split("\n\t [[")[0].splitlines()[-1].strip()
         return f"image truncated or corrupt: TensorFlow cannot decode it: {message}"
     return None
-
-
-def _file_kind(mode):
-    """'a FIFO', 'a socket', ...: what a path that is neither a file nor a folder is."""
-    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-    return next((kind for test, kind in kinds if test(mode)), "a special file")
 
 
 def _decode_with_pillow(path):

@@ -17,7 +17,7 @@ import pandas as pd
 from amsda_keras.files import write_text_atomically
 from amsda_keras.training import inputs
 from amsda_keras.training.checkpoints import CHECKPOINT_DIR
-from amsda_keras.training.config import load_config_file
+from amsda_keras.training.config import RANGES, load_config_file
 from amsda_keras.training.reporting import HEADLINE_METRICS, RUN_INFO_FILE, markdown_table
 from amsda_keras.training.run import default_run_dir, train
 
@@ -33,6 +33,10 @@ def train_seeds(config, seeds, folds=None, progress=True):
     summarises the runs. Returns the summary dict."""
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds lists a seed twice: {seeds}")
+    lowest, highest, _ = RANGES["training.seed"]
+    out_of_range = [seed for seed in seeds if not lowest <= seed <= highest]
+    if out_of_range:
+        raise ValueError(f"--seeds must be from {lowest} to {highest}. Received: {out_of_range}")
     base = default_run_dir(config)
     inputs.resolve_data_path(config["data"])
     members = [(fold, seed) for fold in (range(1, folds + 1) if folds else [None])
