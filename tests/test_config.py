@@ -97,3 +97,13 @@ def test_text_trainable_layers_needs_frozen_encoders_and_a_count():
         resolve_config(overrides={"encoders.text_trainable_layers": -1})
     with pytest.raises(ConfigError, match="already trains them all"):
         resolve_config(overrides={"encoders.text_trainable_layers": 1, "encoders.trainable": True})
+
+
+def test_exponent_floats_as_keras_users_write_them(tmp_path):
+    # PyYAML reads `1e-4` as a string (YAML 1.1 wants `1.0e-4`), which the float check refused.
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  learning_rate: 1e-4\n")
+    assert resolve_config(path)["training"]["learning_rate"] == 1e-4
+    override = dict([parse_assignment("training.learning_rate=5E-5")])
+    assert resolve_config(overrides=override)["training"]["learning_rate"] == 5e-5
+    assert parse_assignment("data.path=1e4x") == ("data.path", "1e4x")

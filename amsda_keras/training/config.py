@@ -11,6 +11,7 @@ import copy
 import difflib
 import inspect
 import math
+import re
 from pathlib import Path
 
 import yaml
@@ -134,13 +135,28 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used, naming the key."""
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-4` as a float as YAML 1.2 does (YAML 1.1, which PyYAML
+    follows, wants a dot and a signed exponent, `1.0e-4`; every Keras user writes `1e-4`)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def load_config_file(path):
     """Reads a YAML config file into a dict."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file not found: {path}")
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = yaml.load(path.read_text(encoding="utf-8"), Loader=ConfigLoader)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     if content is None:
@@ -195,7 +211,7 @@ def parse_assignment(text):
     key, separator, value = text.partition("=")
     if not separator or not key:
         raise ConfigError(f"`--set` takes KEY=VALUE, e.g. training.epochs=5. Received: {text!r}")
-    return key.strip(), yaml.safe_load(value)
+    return key.strip(), yaml.load(value, Loader=ConfigLoader)
 
 
 def save_config(config, path):
