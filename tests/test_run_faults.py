@@ -124,3 +124,26 @@ def test_run_folder_files_are_renamed_into_place(tmp_path, monkeypatch):
             "classification_report.txt", "confusion_matrix.png", "training_curves.png",
             "run.json"} <= set(renamed)
     assert not list(run_dir.rglob(".*"))  # no temporary left behind
+
+
+def test_sparser_checkpoints_resume_from_the_last_one_written(uninterrupted, tmp_path,
+                                                              monkeypatch):
+    run_dir = tmp_path / "run"
+    savez = checkpoints.np.savez
+    calls = []
+
+    def killed_at_the_second_write(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        savez(*args, **kwargs)
+
+    flags = [*FLAGS, "--set", "training.checkpoint_every=2", "--output", str(run_dir)]
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoints.np, "savez", killed_at_the_second_write)
+        with pytest.raises(Killed):
+            train.main(flags)
+    # Epoch 2's checkpoint (every 2) was written; epoch 3's, the last, was cut off.
+    assert [path.name for path in (run_dir / "checkpoint").iterdir()] == ["epoch-0002"]
+    train.main(["--resume", str(run_dir), "--no-progress"])
+    pd.testing.assert_frame_equal(_history(run_dir), _history(uninterrupted))

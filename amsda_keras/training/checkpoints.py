@@ -1,6 +1,7 @@
 """Each epoch's training state in the run folder, so that `train --resume` continues a killed run.
 
-`<run>/checkpoint/epoch-<n>/` holds, after epoch n:
+`<run>/checkpoint/epoch-<n>/` holds, after epoch n (every `training.checkpoint_every` epochs, and
+after the last):
 - `state.weights.h5`: the model's weights and the optimizer's variables (Adam's moments, its
   iteration count and the learning rate, so a ReduceLROnPlateau cut survives);
 - `seed_states.npz`: the dropout layers' random seed states, which `save_weights` leaves out,
@@ -45,14 +46,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
             counters are put back in `on_train_begin`, after Keras callbacks reset their own,
             so this callback must come after them in the list. So is torch's global generator,
             which `fit` draws from before that.
+        every: int. Write a checkpoint every `every` epochs (and after the last one, or when
+            training stops early): fewer writes of a large state, to Google Drive say, at the
+            cost of repeating up to `every - 1` epochs after a kill. Defaults to `1`.
     """
 
-    def __init__(self, run_dir, stateful_callbacks, seed, restored=None):
+    def __init__(self, run_dir, stateful_callbacks, seed, restored=None, every=1):
         super().__init__()
         self.directory = Path(run_dir) / CHECKPOINT_DIR
         self.stateful_callbacks = {type(cb).__name__: cb for cb in stateful_callbacks}
         self.seed = seed
         self.restored = restored
+        self.every = every
 
     def on_train_begin(self, logs=None):
         if self.restored is None:
@@ -69,6 +74,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not loss_is_finite(logs):
             return  # Keep the last good state.
+        last = epoch + 1 == self.params.get("epochs") or self.model.stop_training
+        if (epoch + 1) % self.every and not last:
+            return
         folder = self.directory / f"epoch-{epoch + 1:04d}"
         state = {
             "epochs_done": epoch + 1,

@@ -87,6 +87,8 @@ DEFAULTS = {
         # The probe's candidate inverse L2 strengths (scikit-learn's C), one picked on the
         # selection split.
         "probe_c_values": [0.0001, 0.001, 0.01, 0.1, 1.0, 10.0],
+        # Write the whole training state (for --resume) every N epochs and after the last.
+        "checkpoint_every": 1,
         # Keras dtype policy: mixed_float16 on a T4 (Keras scales the loss), mixed_bfloat16 on
         # GPUs and TPUs that have bfloat16.
         "precision": "float32",
@@ -118,6 +120,7 @@ RANGES = {
     "encoders.sequence_length": (1, None, False),
     "features.batch_size": (1, None, False),
     "training.epochs": (1, None, False),
+    "training.checkpoint_every": (1, None, False),
     "training.batch_size": (1, None, False),
     "training.learning_rate": (0, None, True),
     "training.seed": (0, 2**32 - 1, False),  # NumPy takes no other seeds.

@@ -173,7 +173,8 @@ def _fit(model, batches, train_frame, selection_frame, num_classes, settings, ru
             callbacks=[
                 ShuffleEpoch(epoch), divergence, *callbacks,
                 # Last: it restores the others' counters after they reset them.
-                EpochCheckpoint(run_dir, callbacks, settings["seed"], restored=checkpoint),
+                EpochCheckpoint(run_dir, callbacks, settings["seed"], restored=checkpoint,
+                                every=settings["checkpoint_every"]),
             ],
             verbose=1 if sys.stdout.isatty() and progress else 2,
         )
