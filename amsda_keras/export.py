@@ -36,6 +36,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from amsda_keras.console import quiet_tensorflow
 from amsda_keras.files import write_text_atomically
 from amsda_keras.training.errors import user_errors
 
@@ -117,7 +118,14 @@ def export_run(run_dir, output=None):
         image_preprocessor(tf.zeros([8, 8, 3], tf.uint8))
         archive.track(image_preprocessor)
     archive.add_endpoint("serve", serve)
-    archive.write_out(str(output), verbose=False)
+    # TensorFlow logs "Assets written to ..." as it writes (INFO: shown in notebooks).
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        archive.write_out(str(output), verbose=False)
+    finally:
+        logger.setLevel(level)
     info = {"run": str(run.directory.resolve()), "model": run.config["model"],
             "class_names": run.class_names, "inputs": {
                 "texts": "tf.string [batch]: posts",
@@ -181,6 +189,7 @@ def image_errors(images):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    quiet_tensorflow()
     import keras
 
     if keras.config.backend() != EXPORT_BACKEND:

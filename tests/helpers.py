@@ -9,6 +9,11 @@ from amsda_keras.data.table import make_frame
 SMALL_MAHFNET = ["--model", "mahfnet", "--set", "model_args.hidden_dim=32",
                  "--set", "model_args.num_heads=2", "--set", "model_args.key_dim=16",
                  "--set", "model_args.intermediate_dim=32", "--set", "model_args.common_length=4"]
+# `train` flags for an A-MSDA small enough to fine-tune its tiny encoders in seconds.
+SMALL_AMSDA = ["--model", "amsda", "--set", "model_args.image_projection_dim=32",
+               "--set", "model_args.text_hidden_dims=[32]",
+               "--set", "model_args.image_hidden_dims=[32]",
+               "--set", "model_args.fusion_hidden_dims=[32]"]
 WORDS = [["happy", "sunny", "love"], ["table", "street", "paper"], ["sad", "awful", "rain"]]
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from amsda_keras import evaluate, train
-from tests.helpers import SMALL_MAHFNET
+from tests.helpers import SMALL_AMSDA, SMALL_MAHFNET
 
 
 @pytest.mark.backends
@@ -40,9 +40,6 @@ def test_mahfnet_without_contrastive_loss_trains_as_a_single_output_model(tmp_pa
     assert json.loads((run_dir / "metrics.json").read_text())["dev"]["accuracy"] > 0.6
 
 
-SMALL_AMSDA = ["--model", "amsda", "--set", "model_args.image_projection_dim=32",
-               "--set", "model_args.text_hidden_dims=[32]", "--set", "model_args.image_hidden_dims=[32]",
-               "--set", "model_args.fusion_hidden_dims=[32]"]
 
 
 def test_amsda_fine_tunes_with_its_recipe_logs_fusion_weights_and_evaluates(tmp_path):

@@ -39,8 +39,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from amsda_keras.console import tqdm
 from amsda_keras.data.pipeline import raw_dataset
 from amsda_keras.files import write_text_atomically
 

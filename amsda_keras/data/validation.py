@@ -18,8 +18,8 @@ from pathlib import Path
 import tensorflow as tf
 from PIL import Image
 from PIL import UnidentifiedImageError
-from tqdm.auto import tqdm
 
+from amsda_keras.console import tqdm
 from amsda_keras.data.images import load_image
 from amsda_keras.data.images import unsupported_reason
 from amsda_keras.data.source_files import file_kind

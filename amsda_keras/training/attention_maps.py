@@ -26,6 +26,12 @@ from amsda_keras.training.reporting import save_figure
 
 AGAI_LAYER = "agai"
 LISTED_IDS = 5
+# How tokenizers split words: CLIP's BPE ends a word's last piece with `</w>`; WordPiece (BERT,
+# MiniLM) starts every piece after a word's first with `##`.
+END_OF_WORD = "</w>"
+CONTINUATION = "##"
+# The label of a word's later pieces, before their text.
+LATER_PIECE = "…"
 
 
 @dataclasses.dataclass
@@ -33,7 +39,8 @@ class AttentionMaps:
     """The head-averaged AGAI attention of one sample, with what is needed to draw it.
 
     Attributes:
-        tokens: list of str, the text token at every position, padding included.
+        tokens: list of str, the text token at every position, padding included, as the
+            tokenizer writes it (`py</w>`, `##py`).
         text_mask: bool array `[text_length]`, True for real (masked-in) tokens.
         image: uint8 array `[height, width, 3]`, the image as the encoder sees it (resized
             and cropped by its image converter, not normalised).
@@ -44,6 +51,8 @@ class AttentionMaps:
         image_to_text: float array `[image_length, text_length]`; each row is a
             distribution over the real text tokens (padding gets 0).
         probabilities: float array `[num_classes]`, the model's prediction.
+        special_tokens: tuple of str, the tokenizer's special tokens (`[CLS]`), each a word
+            of its own in `labels`. Defaults to `()`.
     """
 
     tokens: list
@@ -54,11 +63,17 @@ class AttentionMaps:
     text_to_image: np.ndarray
     image_to_text: np.ndarray
     probabilities: np.ndarray
+    special_tokens: tuple = ()
 
     @property
     def real_tokens(self):
         """The real text tokens, in order."""
         return [token for token, real in zip(self.tokens, self.text_mask) if real]
+
+    @property
+    def labels(self):
+        """Readable labels of the real text tokens, one per token (`readable_tokens`)."""
+        return readable_tokens(self.real_tokens, self.special_tokens)
 
     @property
     def token_by_patch(self):
@@ -74,6 +89,36 @@ class AttentionMaps:
     def token_weights(self):
         """`[real_tokens]`: the attention the patches pay to each real text token, averaged."""
         return self.image_to_text[self.class_tokens:, self.text_mask].mean(axis=0)
+
+
+def readable_tokens(tokens, special_tokens=()):
+    """Labels for a tokenizer's word pieces, one per piece: a word's first piece shows the
+    whole word, its later pieces `…` and their own text.
+
+    CLIP's `["hap", "py</w>", "day</w>"]` and WordPiece's `["hap", "##py", "day"]` both give
+    `["happy", "…py", "day"]`. Special tokens are words of their own; other tokenizers'
+    pieces (RoBERTa's `Ġday`) are kept as they are.
+
+    Args:
+        tokens: list of str, the pieces in order.
+        special_tokens: collection of str, the tokenizer's special tokens (`<|startoftext|>`).
+
+    Returns:
+        A list of str as long as `tokens`.
+    """
+    ends_words = any(token.endswith(END_OF_WORD) for token in tokens)
+    words, after_piece, word_open = [], False, False
+    for token in tokens:
+        special = token in special_tokens
+        piece = token if special else token.removeprefix(CONTINUATION).removesuffix(END_OF_WORD)
+        if after_piece and not special and (word_open or token.startswith(CONTINUATION)):
+            words[-1].append(piece)
+        else:
+            words.append([piece])
+        after_piece = not special
+        word_open = ends_words and not token.endswith(END_OF_WORD)
+    return [label for pieces in words
+            for label in ["".join(pieces)] + [LATER_PIECE + piece for piece in pieces[1:]]]
 
 
 def patch_grid(num_tokens):
@@ -147,6 +192,7 @@ def compute_attention_maps(model, encoders, text, image_path):
         text_to_image=_head_mean(outputs["text_to_image_attention"]),
         image_to_text=_head_mean(outputs["image_to_text_attention"]),
         probabilities=keras.ops.convert_to_numpy(keras.ops.softmax(logits[0])),
+        special_tokens=tuple(tokenizer.special_tokens),
     )
 
 
@@ -164,8 +210,8 @@ def plot_attention_maps(path, maps, *, sample_id, true_label, class_names):
         true_label: int, index of the sample's label in `class_names`.
         class_names: ordered class names.
     """
-    tokens = maps.real_tokens
-    height = max(4.0, 0.22 * len(tokens) + 1.5)
+    labels = maps.labels
+    height = max(4.0, 0.22 * len(labels) + 1.5)
     figure = Figure(figsize=(16, height))
     image_axes, token_axes, matrix_axes = figure.subplots(
         1, 3, gridspec_kw={"width_ratios": [1.3, 0.8, 2.0]})
@@ -177,18 +223,18 @@ def plot_attention_maps(path, maps, *, sample_id, true_label, class_names):
     figure.colorbar(overlay, ax=image_axes, fraction=0.046)
     image_axes.set(title="(a) text-to-image attention", xticks=[], yticks=[])
 
-    positions = np.arange(len(tokens))
+    positions = np.arange(len(labels))
     token_axes.barh(positions, maps.token_weights, color="tab:orange")
     token_axes.set(title="(b) image-to-text attention", xlabel="mean over patches",
-                   yticks=positions, ylim=(len(tokens) - 0.5, -0.5))
-    token_axes.set_yticklabels(tokens)
+                   yticks=positions, ylim=(len(labels) - 0.5, -0.5))
+    token_axes.set_yticklabels(labels)
 
     matrix = matrix_axes.imshow(maps.token_by_patch, aspect="auto", cmap="viridis",
                                 interpolation="nearest")
     figure.colorbar(matrix, ax=matrix_axes, fraction=0.046)
     matrix_axes.set(title="(c) text token x image patch", xlabel="patch (row-major)",
                     yticks=positions)
-    matrix_axes.set_yticklabels(tokens)
+    matrix_axes.set_yticklabels(labels)
 
     predicted = int(np.argmax(maps.probabilities))
     figure.suptitle(f"{sample_id}: true {class_names[true_label]}, predicted "

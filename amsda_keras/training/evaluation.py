@@ -1,5 +1,6 @@
 """Scoring a trained model: predictions per split, metrics and reports, and `evaluate_run`."""
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,15 @@ def score(model, frame, batches, class_names, directory, batch_size, protocol=No
     """
     parts = {split: part for split, part in sorted(
         frame.groupby("split", sort=False), key=lambda pair: _split_rank(pair[0]))}
-    probabilities = {
-        split: ops.convert_to_numpy(ops.softmax(ops.cast(logits_of(model.predict(
-            batches(part, batch_size=batch_size, with_labels=False), verbose=0)), "float32")))
-        for split, part in parts.items()
-    }
+    # One `predict` over the splits' batches in a row: a `predict` per split makes tensorflow
+    # retrace for each new dataset (and warn). Each split keeps its own batches, so its
+    # probabilities do not depend on the other splits' rows.
+    dataset = functools.reduce(lambda first, second: first.concatenate(second), [
+        batches(part, batch_size=batch_size, with_labels=False) for part in parts.values()])
+    every_row = ops.convert_to_numpy(ops.softmax(ops.cast(
+        logits_of(model.predict(dataset, verbose=0)), "float32")))
+    ends = np.cumsum([len(part) for part in parts.values()])
+    probabilities = dict(zip(parts, np.split(every_row, ends[:-1])))
     reporting.write_predictions(directory / reporting.PREDICTIONS_FILE, parts, probabilities,
                                 class_names)
     predictions = {split: (parts[split]["label"].to_numpy(), values.argmax(axis=-1))

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn import metrics as sk_metrics
 
 from amsda_keras.files import replaced_atomically, write_text_atomically
@@ -17,6 +18,10 @@ PREDICTIONS_FILE = "predictions.csv"
 RUN_INFO_FILE = "run.json"
 # History columns holding A-MSDA's learned branch weights: fusion_weight_<branch>.
 FUSION_WEIGHT_PREFIX = "fusion_weight_"
+# A dict-output model's metric prefix for its `logits` output (`logits_accuracy`).
+LOGITS_PREFIX = "logits_"
+# History columns logged once for the run, not per split (no train/selection legend).
+RUN_WIDE_COLUMNS = ("learning_rate",)
 
 
 def compute_metrics(y_true, y_pred, class_names):
@@ -130,9 +135,8 @@ def plot_confusion_matrix(path, counts, class_names, title=""):
     normalised = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     size = 2.0 + 0.6 * len(class_names)
     figure = Figure(figsize=(2 * size + 1, size))
-    for axes, matrix, label, fmt in zip(
-        figure.subplots(1, 2), (counts, normalised), ("counts", "normalised by true class"), ("d", ".2f")
-    ):
+    for axes, matrix, label, fmt in zip(figure.subplots(1, 2), (counts, normalised),
+                                        ("counts", "normalised by true class"), ("d", ".2f")):
         image = axes.imshow(matrix, cmap="Blues", vmin=0)
         figure.colorbar(image, ax=axes, fraction=0.046)
         for (row, column), value in np.ndenumerate(matrix):
@@ -147,37 +151,92 @@ def plot_confusion_matrix(path, counts, class_names, title=""):
     save_figure(figure, path)
 
 
-def plot_training_curves(path, history, selection="dev"):
+def plot_training_curves(path, history, selection="dev", kept=None):
+    """Writes `training_curves_figure` to the PNG `path`."""
+    save_figure(training_curves_figure(history, selection, kept), path)
+
+
+def training_curves_figure(history, selection="dev", kept=None):
     """Loss and every other logged metric per epoch, train next to `val_` (the `selection`
     split, None for none; fusion weights apart). The probe's history has one line per C
-    instead of epochs."""
+    instead of epochs.
+
+    Args:
+        history: the run's `history.csv` as a DataFrame (`epoch` from 0, or the probe's `c`).
+        selection: the split named in the `val_` lines' legend, or None for none.
+        kept: the x of the kept model (its epoch, counted from 1, or the probe's C), drawn as
+            a dashed line; None for none.
+
+    Returns:
+        A matplotlib `Figure`, one panel per metric.
+    """
     epochs = "epoch" in history
     x = history["epoch"] + 1 if epochs else history["c"]
     metrics = [name for name in history.columns if name not in ("epoch", "c")
                and not name.startswith(("val_", FUSION_WEIGHT_PREFIX))]
     figure = Figure(figsize=(4.5 * len(metrics), 3.5))
     for axes, name in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
-        axes.plot(x, history[name], marker="o", label="train")
+        per_split = name not in RUN_WIDE_COLUMNS
+        axes.plot(x, history[name], marker="o", label="train" if per_split else None)
         if selection and f"val_{name}" in history:
             axes.plot(x, history[f"val_{name}"], marker="o", label=f"{selection} (selects)")
-        axes.set(xlabel="epoch" if epochs else "C (inverse L2 strength)", title=name,
-                 xscale="linear" if epochs else "log")
-        axes.legend()
-    save_figure(figure, path)
+        axes.set(xlabel="epoch" if epochs else "C (inverse L2 strength)",
+                 title=_metric_title(name), xscale="linear" if epochs else "log")
+        if epochs:
+            _whole_epochs(axes)
+        _mark_kept(axes, kept)
+        if per_split:
+            axes.legend()
+    return figure
 
 
-def plot_fusion_weights(path, history):
-    """A-MSDA's learned branch weights per epoch, one line per branch, on a 0-1 scale."""
+def _metric_title(name):
+    """A history column as a title: `logits_accuracy` -> "accuracy", `contrastive_loss` ->
+    "contrastive loss"; `logits_loss`, next to the total `loss`, -> "classification loss"."""
+    if name == f"{LOGITS_PREFIX}loss":
+        return "classification loss"
+    return name.removeprefix(LOGITS_PREFIX).replace("_", " ")
+
+
+def plot_fusion_weights(path, history, kept=None):
+    """Writes `fusion_weights_figure` to the PNG `path`."""
+    save_figure(fusion_weights_figure(history, kept), path)
+
+
+def fusion_weights_figure(history, kept=None):
+    """A-MSDA's learned branch weights per epoch, one line per branch. The y axis is zoomed to
+    the weights (they start at 1/3 each and often stay within a few hundredths of it).
+
+    Args:
+        history: the run's `history.csv` as a DataFrame, with `fusion_weight_<branch>` columns.
+        kept: the kept epoch (counted from 1), drawn as a dashed line; None for none.
+
+    Returns:
+        A matplotlib `Figure`.
+    """
     columns = [name for name in history.columns if name.startswith(FUSION_WEIGHT_PREFIX)]
     figure = Figure(figsize=(5, 3.5))
     axes = figure.subplots()
     for name in columns:
         axes.plot(history["epoch"] + 1, history[name], marker="o",
                   label=name[len(FUSION_WEIGHT_PREFIX):])
-    axes.set(xlabel="epoch", ylabel="weight", ylim=(0, 1), title="Learned fusion weights")
+    axes.margins(y=0.15)
+    axes.set(xlabel="epoch", ylabel="weight (zoomed, not from 0)", title="Learned fusion weights")
+    _whole_epochs(axes)
+    _mark_kept(axes, kept)
     axes.legend()
-    save_figure(figure, path)
+    return figure
 
+
+def _whole_epochs(axes):
+    """Epoch ticks on whole numbers only, even when a single epoch leaves room for one tick."""
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def _mark_kept(axes, kept):
+    """A dashed line at the kept model's epoch (or C), unless `kept` is None."""
+    if kept is not None:
+        axes.axvline(kept, color="0.4", linestyle="--", linewidth=1, label="kept")
 
 
 def save_figure(figure, path):
