@@ -11,6 +11,7 @@ Examples:
 
 import argparse
 
+from amsda_keras.console import quiet_tensorflow
 from amsda_keras.training.errors import user_errors
 
 
@@ -32,6 +33,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    quiet_tensorflow()
     from amsda_keras.training.attention_maps import write_attention_maps
 
     with user_errors():

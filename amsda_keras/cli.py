@@ -1,31 +1,46 @@
-"""Command-line flags shared by the entry points, each one overriding a config key."""
+"""Command-line flags shared by the entry points, each one overriding a config key.
+
+Only light modules are imported here (no Keras or TensorFlow), so that `--help` is quick.
+"""
 
 import argparse
 
 from amsda_keras.data import FORMATS
-from amsda_keras.models import MODEL_BUILDERS
-from amsda_keras.models import amsda, mahfnet
-from amsda_keras.training.config import CHOICES
+from amsda_keras.model_names import ABLATIONS, MODEL_NAMES
+from amsda_keras.training.config import CHOICES, DEFAULTS
 
-ABLATIONS = tuple(dict.fromkeys(mahfnet.ABLATIONS + amsda.ABLATIONS))
+# Every model's ablation names: `resolve_config` refuses those the chosen model lacks.
+ABLATION_NAMES = tuple(dict.fromkeys(name for names in ABLATIONS.values() for name in names))
 ENCODER_HELP = ("tiny, a preset folder, package:NAME, a keras-hub preset name or a "
                 "kaggle:// or hf:// handle")
+# The A-MSDA recipe (models/amsda.py TRAINING_DEFAULTS) overrides some defaults.
+AMSDA_DEFAULT = "; amsda: model default"
 
-# Flag -> (dotted config key, argparse options).
+# Flag -> (dotted config key, argparse options). A help without `{default}` gets
+# " Default: <DEFAULTS value>." appended when that value is not None.
 FLAGS = {
-    "--model": ("model", {"choices": sorted(MODEL_BUILDERS), "help": "Model to train."}),
+    "--model": ("model", {"choices": MODEL_NAMES, "help": "Model to train."}),
     "--data": ("data.path", {
-        "help": "Dataset: a manifest (.jsonl/.csv) or a dataset folder; default: the demo data."}),
-    "--data-format": ("data.format", {"choices": ("auto",) + tuple(FORMATS)}),
+        "help": "Dataset: a manifest (.jsonl/.csv) or a dataset folder. Default: the demo data."}),
+    "--data-format": ("data.format", {
+        "choices": ("auto",) + tuple(FORMATS), "help": "Dataset layout; auto detects it."}),
     "--label-rule": ("data.label_rule", {
         "choices": CHOICES["data.label_rule"], "help": "MVSA label rule."}),
-    "--splits": ("data.splits", {"help": "A splits.csv from an earlier run, to reuse its split."}),
-    "--on-bad-sample": ("data.on_bad_sample", {"choices": CHOICES["data.on_bad_sample"]}),
+    "--splits": ("data.splits", {
+        "help": "A splits.csv from an earlier run, to reuse its split. Default: a new split."}),
+    "--on-bad-sample": ("data.on_bad_sample", {
+        "choices": CHOICES["data.on_bad_sample"],
+        "help": "skip: leave out unreadable samples (listed in skipped_samples.csv); "
+                "error: stop."}),
     "--text-encoder": ("encoders.text", {"help": ENCODER_HELP + "."}),
     "--image-encoder": ("encoders.image", {
         "help": ENCODER_HELP + ", or efficientnetb0[:weights.h5|:none]."}),
-    "--sequence-length": ("encoders.sequence_length", {"type": int}),
-    "--image-size": ("encoders.image_size", {"type": int}),
+    "--sequence-length": ("encoders.sequence_length", {
+        "type": int, "help": "Text tokens per post; longer texts are cut. "
+                             "Default: {default}" + AMSDA_DEFAULT + "."}),
+    "--image-size": ("encoders.image_size", {
+        "type": int, "help": "Side of the square encoder input in pixels. "
+                             "Default: the encoder's own input size."}),
     "--train-encoders": ("encoders.trainable", {
         "action": "store_const", "const": True,
         "help": "Fine-tune the encoders with the model on raw text and images "
@@ -33,23 +48,26 @@ FLAGS = {
     "--freeze-encoders": ("encoders.trainable", {
         "action": "store_const", "const": False,
         "help": "Freeze the encoders: features are cached once and only the head trains "
-                "(default for baseline and mahfnet)."}),
+                "(default for baseline, mahfnet and probe)."}),
     "--train-text-layers": ("encoders.text_trainable_layers", {
         "type": int, "metavar": "N",
         "help": "With frozen encoders: also train the text encoder's last N transformer "
-                "layers (features are cached below them). Default 0."}),
+                "layers (features are cached below them)."}),
     "--modality": ("model_args.modality", {
-        "choices": ("text", "image", "both"), "help": "Baseline inputs."}),
+        "choices": ("text", "image", "both"),
+        "help": "The inputs of baseline and probe. Default: both."}),
     "--ablate": ("model_args.ablate", {
-        "type": lambda text: comma_list(text, choices=ABLATIONS), "metavar": "BLOCK[,BLOCK]",
+        "type": lambda text: comma_list(text, choices=ABLATION_NAMES),
+        "metavar": "BLOCK[,BLOCK]",
         "help": "Parts to remove, comma-separated. MAHFNet: "
-                f"{', '.join(mahfnet.ABLATIONS)} (Table 7: mag; hgfm; hgfm,ieem; "
-                f"hgfm,ieem,agai). A-MSDA: {', '.join(amsda.ABLATIONS)} (Table V: "
+                f"{', '.join(ABLATIONS['mahfnet'])} (Table 7: mag; hgfm; hgfm,ieem; "
+                f"hgfm,ieem,agai). A-MSDA: {', '.join(ABLATIONS['amsda'])} (Table V: "
                 "image,fusion = text only; text,fusion = image only; fusion = no "
-                "cross-attention)."}),
+                "cross-attention). Default: none."}),
     "--loss": ("training.loss", {
         "choices": CHOICES["training.loss"],
-        "help": "Classification loss (amsda defaults to focal, the others to cross_entropy)."}),
+        "help": "Classification loss (focal: weighted focal loss). "
+                "Default: {default}" + AMSDA_DEFAULT + "."}),
     "--precision": ("training.precision", {
         "choices": CHOICES["training.precision"],
         "help": "mixed_float16 on a T4, mixed_bfloat16 on newer GPUs and TPUs."}),
@@ -65,15 +83,19 @@ FLAGS = {
     "--select-on": ("training.select_on", {
         "choices": CHOICES["training.select_on"],
         "help": "The split that picks the best epoch (and drives early stopping and "
-                "ReduceLROnPlateau); it is never the one reported. auto (default): dev when "
+                "ReduceLROnPlateau); it is never the one reported. auto: dev when "
                 "the data has dev and test, else a validation split carved from train "
                 "(data.validation_fraction), so dev stays untouched. last: keep the last epoch."}),
-    "--cache-dir": ("features.cache_dir", {"help": "Feature cache folder."}),
-    "--epochs": ("training.epochs", {"type": int}),
-    "--batch-size": ("training.batch_size", {"type": int}),
-    "--learning-rate": ("training.learning_rate", {"type": float}),
-    "--seed": ("training.seed", {"type": int}),
-    "--output": ("output", {"help": "Run folder. Defaults to runs/<model>-<time>."}),
+    "--cache-dir": ("features.cache_dir", {
+        "help": "The feature cache folder itself (one subfolder per encoder and data). "
+                "Default: $AMSDA_KERAS_CACHE/features, or ~/.cache/amsda_keras/features."}),
+    "--epochs": ("training.epochs", {"type": int, "help": "Training epochs."}),
+    "--batch-size": ("training.batch_size", {
+        "type": int, "help": "Training batch size (the global one when distributed)."}),
+    "--learning-rate": ("training.learning_rate", {"type": float, "help": "Adam's learning rate."}),
+    "--seed": ("training.seed", {
+        "type": int, "help": "Seed of the split, the weights, dropout and shuffling."}),
+    "--output": ("output", {"help": "Run folder. Default: runs/<model>-<time>."}),
 }
 
 
@@ -97,6 +119,7 @@ def add_config_flags(parser, flags):
         key, options = FLAGS[flag]
         if "choices" not in options and "action" not in options:
             options = {"metavar": flag.lstrip("-").replace("-", "_").upper(), **options}
+        options = {**options, "help": _with_default(options["help"], key)}
         parser.add_argument(flag, dest=_dest(key), **options)
 
 
@@ -107,6 +130,18 @@ def config_overrides(args):
         for key, _ in FLAGS.values()
         if hasattr(args, _dest(key))
     }
+
+
+def _with_default(text, key):
+    """`text` with the default of config `key` filled in or appended (argparse-escaped)."""
+    default = DEFAULTS
+    for part in key.split("."):
+        default = default.get(part) if isinstance(default, dict) else None
+    if default is None or isinstance(default, (bool, dict)):
+        return text
+    if "{default}" not in text:
+        text += " Default: {default}."
+    return text.format(default=default).replace("%", "%%")
 
 
 def _dest(key):

@@ -27,8 +27,10 @@ def build_parser():
     parser.add_argument("runs", nargs="+", metavar="RUN",
                         help="Run folders or --seeds/--folds groups; the first is the reference.")
     parser.add_argument("--split", help="Compare this split (default: each run's report split).")
-    parser.add_argument("--resamples", type=int, default=2000, help="Bootstrap replicates.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap.")
+    parser.add_argument("--resamples", type=int, default=2000,
+                        help="Bootstrap replicates (default: %(default)s).")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Seed of the bootstrap (default: %(default)s).")
     parser.add_argument("--output", help="Also write the comparison to FILE.md or FILE.json.")
     return parser
 

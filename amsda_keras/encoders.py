@@ -45,6 +45,8 @@ import numpy as np
 from keras_hub.src.utils.preset_utils import CONFIG_FILE, load_json
 from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
 
+from amsda_keras.training.errors import EncoderUnavailableError
+
 TINY = "tiny"
 TINY_WIDTH = 16
 TINY_LAYERS = 2
@@ -72,10 +74,6 @@ APPLICATIONS_HINT = (
     "efficientnetb0_notop.h5 from the keras.applications weights store) and pass it as "
     "`--image-encoder efficientnetb0:/path/to/efficientnetb0_notop.h5`."
 )
-
-
-class EncoderUnavailableError(RuntimeError):
-    """An encoder cannot be loaded (offline hub, missing folder, unknown spec)."""
 
 
 @dataclasses.dataclass
@@ -322,6 +320,25 @@ def build_encoder(modality, spec, **kwargs):
     if modality not in builders:
         raise ValueError(f"`modality` must be one of {sorted(builders)}. Received: {modality}")
     return builders[modality](spec, **kwargs)
+
+
+def check_encoder_specs(encoder_config):
+    """Fails fast, as the encoder builders would, for a preset or hub spec that cannot load.
+
+    A hub spec (a keras-hub preset name, `kaggle://`, `hf://`) needs its host to be
+    reachable; a folder or `package:` spec needs to exist. `tiny` and keras.applications
+    specs are checked when they are built.
+
+    Args:
+        encoder_config: dict, the config's `encoders` section (`text` and `image` specs).
+
+    Raises:
+        EncoderUnavailableError: with the message the builder would give.
+    """
+    for modality, spec in (("text", encoder_config["text"]), ("image", encoder_config["image"])):
+        application = modality == "image" and spec.partition(":")[0].lower() in KERAS_APPLICATIONS
+        if spec != TINY and not application:
+            _resolve_preset(spec)
 
 
 def _clip_text_encoder(spec, preset, clip, sequence_length):

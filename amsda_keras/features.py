@@ -13,8 +13,8 @@ import argparse
 from pathlib import Path
 
 from amsda_keras.cli import add_config_flags, config_overrides
-from amsda_keras.models import MODEL_DEFAULTS
-from amsda_keras.training.config import resolve_config
+from amsda_keras.console import quiet_tensorflow
+from amsda_keras.training.config import DEFAULTS, resolve_config
 from amsda_keras.training.errors import user_errors
 
 def build_parser():
@@ -30,14 +30,17 @@ def build_parser():
     ])
     extract.add_argument("--modality", choices=("text", "image", "both"), default="both",
                          help="Which encoders to run.")
-    extract.add_argument("--batch-size", type=int, help="Encoder batch size.")
+    extract.add_argument("--batch-size", type=int, help="Encoder batch size. Default: "
+                                                        f"{DEFAULTS['features']['batch_size']}.")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    quiet_tensorflow()
     from amsda_keras import encoders as encoder_lib
     from amsda_keras.data.feature_cache import default_cache_root, extract_features
+    from amsda_keras.models import MODEL_DEFAULTS
     from amsda_keras.training import inputs
 
     with user_errors():

@@ -19,19 +19,14 @@ import argparse
 import csv
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-from keras import ops
-from tqdm.auto import tqdm
-
+from amsda_keras.console import quiet_tensorflow, tqdm
 from amsda_keras.data import read_dataset
 from amsda_keras.data.manifest import read_manifest
-from amsda_keras.data.pipeline import raw_dataset
 from amsda_keras.data.table import UNLABELED, DatasetTable, make_frame
-from amsda_keras.data.validation import find_problems
 from amsda_keras.files import replaced_atomically
-from amsda_keras.inference import load_run, logits_of
-from amsda_keras.training.callbacks import fusion_weights
 from amsda_keras.training.errors import user_errors
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
@@ -46,9 +41,11 @@ def build_parser():
     parser.add_argument("--text", help="The post's text (with --image).")
     parser.add_argument("--image", help="The post's image file (with --text).")
     parser.add_argument("--data", help="A manifest (.jsonl/.csv) or dataset folder to label.")
-    parser.add_argument("--output", help="CSV to write (default for --data: "
-                                         "RUN/predictions/<data name>.csv).")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--output", help="CSV to write. Default for --data: "
+                                         "RUN/predictions/<data name>.csv; one post is only "
+                                         "printed unless --output is given.")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help="Posts per prediction batch. Default: %(default)s.")
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     return parser
 
@@ -65,6 +62,10 @@ def predict(run, table, output, batch_size=DEFAULT_BATCH_SIZE, progress=True):
     Returns:
         `(predicted, not_predicted)` row counts.
     """
+    # Imported here, so that `--help` does not start TensorFlow.
+    from amsda_keras.data.validation import find_problems
+    from amsda_keras.training.callbacks import fusion_weights
+
     frame = table.frame
     reasons = {}
     for position, bad in find_problems(table, progress=progress):
@@ -103,6 +104,11 @@ def predict(run, table, output, batch_size=DEFAULT_BATCH_SIZE, progress=True):
 
 def _probabilities(run, frame, batch_size, progress):
     """Yields the class probabilities of each row of `frame`, predicting batch by batch."""
+    from keras import ops
+
+    from amsda_keras.data.pipeline import raw_dataset
+    from amsda_keras.inference import logits_of
+
     if len(frame) == 0:
         return
     batches = raw_dataset(frame, batch_size=batch_size, with_labels=False, **run.preprocessors)
@@ -133,30 +139,40 @@ def single_post(text, image, class_names):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_tensorflow()
     single = args.text is not None or args.image is not None
     if single == (args.data is not None) or (single and None in (args.text, args.image)):
         parser.error("give either --text and --image, or --data")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    from amsda_keras.inference import load_run
+
     with user_errors():
-        name = "single_post.csv" if single else f"{Path(args.data).stem}.csv"
-        output = Path(args.output or Path(args.run) / "predictions" / name)
-        if output.is_dir():
+        output = args.output or (None if single else
+                                 Path(args.run) / "predictions" / f"{Path(args.data).stem}.csv")
+        if output and Path(output).is_dir():
             raise ValueError(f"--output {output} is a folder; name the CSV file to write.")
         run = load_run(args.run)
         if single:
-            table = single_post(args.text, args.image, run.class_names)
-        else:
-            table = read_posts(args.data, run)
-        predicted, failed = predict(run, table, output, args.batch_size,
-                                    progress=not args.no_progress and not single)
-        if single:
-            _print_single(output)
-        else:
-            print(f"Predicted {predicted:,} rows; {failed:,} could not be (see the `reason` "
-                  f"column). Written to {output}")
-        if single and failed:
-            sys.exit(1)
+            _predict_single(run, args.text, args.image, output)
+            return
+        predicted, failed = predict(run, read_posts(args.data, run), output, args.batch_size,
+                                    progress=not args.no_progress)
+        print(f"Predicted {predicted:,} rows; {failed:,} could not be (see the `reason` "
+              f"column). Written to {output}")
+
+
+def _predict_single(run, text, image, output):
+    """Prints the label of one post; writes its CSV row only to `output` (None: nowhere)."""
+    table = single_post(text, image, run.class_names)
+    with tempfile.TemporaryDirectory() as folder:
+        written = output or Path(folder) / "single_post.csv"
+        _, failed = predict(run, table, written, progress=False)
+        _print_single(written)
+    if output:
+        print(f"Written to {output}")
+    if failed:
+        sys.exit(1)
 
 
 def _print_single(output):

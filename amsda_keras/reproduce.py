@@ -23,6 +23,7 @@ import shlex
 from pathlib import Path
 
 from amsda_keras.cli import comma_list
+from amsda_keras.console import quiet_tensorflow
 from amsda_keras.results.experiments import EXPERIMENTS
 from amsda_keras.training.errors import user_errors
 
@@ -34,7 +35,7 @@ def build_parser():
         prog="python -m amsda_keras.reproduce", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    parser.add_argument("experiment", choices=sorted(EXPERIMENTS), help="Experiment to rerun.")
     parser.add_argument("--tables", type=comma_list, metavar="NAME[,NAME]",
                         help="Tables to run and report (default: all).")
     parser.add_argument("--rows", type=comma_list, metavar="KEY[,KEY]",
@@ -61,6 +62,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    quiet_tensorflow()
     from amsda_keras.results.records import save_records
     from amsda_keras.results.report import write_report
 

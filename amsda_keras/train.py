@@ -9,22 +9,30 @@ Examples:
     python -m amsda_keras.train --model amsda                       # fine-tunes the encoders
     python -m amsda_keras.train --config configs/amsda_mvsa_single_offline.yaml --freeze-encoders
     python -m amsda_keras.train --resume runs/mahfnet-20261123-101500   # continue a killed run
+    python -m amsda_keras.train --resume runs/mahfnet-20261123-101500 --epochs 30   # to 30
     python -m amsda_keras.train --model baseline --data ../shared/datasets/mvsa_single/mvsa_single.jsonl \
         --text-encoder /path/to/minilm --image-encoder ../shared/presets/efficientnet_lite0_imagenet
 """
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 from amsda_keras.cli import add_config_flags, comma_list, config_overrides
-from amsda_keras.models import MODEL_BUILDERS, MODEL_DEFAULTS
-from amsda_keras.training.config import ConfigError, parse_assignment, resolve_config
+from amsda_keras.console import quiet_tensorflow
+from amsda_keras.training.config import (ConfigError, load_config_file, parse_assignment,
+                                         resolve_config, save_config)
 from amsda_keras.training.errors import user_errors
+
+COMMAND = "python -m amsda_keras.train"
+# The exit status of a program stopped by Ctrl-C (128 + SIGINT).
+INTERRUPTED = 130
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="python -m amsda_keras.train", description=__doc__.split("\n")[0],
+        prog=COMMAND, description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="YAML config file (see configs/); flags override it.")
@@ -50,48 +58,87 @@ def build_parser():
              "OUTPUT/fold-F/seed-N, then the mean ± std over them all in OUTPUT/summary.md.")
     parser.add_argument(
         "--resume", metavar="RUN_DIR",
-        help="Continue a run that was stopped, from its last finished epoch, with the settings "
-             "in its config.yaml (no other settings may be given).")
+        help="Continue an unfinished run from its last finished epoch, with the settings in "
+             "its config.yaml; only --epochs may be given with it, to train to more epochs.")
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    from amsda_keras.training.run import train
-    from amsda_keras.training.seeds import train_seeds
+    quiet_tensorflow()
+    config = None
+    try:
+        with user_errors():
+            from amsda_keras.models import MODEL_BUILDERS, MODEL_DEFAULTS
+            from amsda_keras.training.run import default_run_dir, train
+            from amsda_keras.training.seeds import train_seeds
 
-    with user_errors():
-        overrides = config_overrides(args)
-        overrides.update(parse_assignment(text) for text in args.set)
-        if args.resume:
-            config = _resumed_config(args, overrides)
-            train(config, progress=not args.no_progress, resume=True)
-            return
-        config = resolve_config(args.config, overrides, model_builders=MODEL_BUILDERS,
-                                model_defaults=MODEL_DEFAULTS)
-        if args.folds is not None and args.folds < 2:
-            raise ConfigError(f"--folds must be at least 2. Received: {args.folds}")
-        if args.seeds or args.folds:
-            train_seeds(config, args.seeds or [config["training"]["seed"]], folds=args.folds,
-                        progress=not args.no_progress)
-        else:
-            train(config, progress=not args.no_progress)
+            overrides = config_overrides(args)
+            overrides.update(parse_assignment(text) for text in args.set)
+            if args.resume:
+                config = _resumed_config(args, overrides, MODEL_BUILDERS)
+                train(config, progress=not args.no_progress, resume=True)
+                return
+            config = resolve_config(args.config, overrides, model_builders=MODEL_BUILDERS,
+                                    model_defaults=MODEL_DEFAULTS)
+            if args.folds is not None and args.folds < 2:
+                raise ConfigError(f"--folds must be at least 2. Received: {args.folds}")
+            if args.seeds or args.folds:
+                if config["output"] is None:  # fixed now, so that a rerun finds the group
+                    config["output"] = str(default_run_dir(config))
+                    argv += ["--output", config["output"]]
+                train_seeds(config, args.seeds or [config["training"]["seed"]],
+                            folds=args.folds, progress=not args.no_progress)
+            else:
+                train(config, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(_stopped_message(args, config, argv), file=sys.stderr)
+        sys.exit(INTERRUPTED)
 
 
-def _resumed_config(args, overrides):
+def _resumed_config(args, overrides, model_builders):
+    """The config of the unfinished run in `--resume`, trained to `--epochs` when given."""
+    from amsda_keras.training.reporting import RUN_INFO_FILE
+
+    run_dir = Path(args.resume)
+    epochs = overrides.pop("training.epochs", None)
+    if (run_dir / RUN_INFO_FILE).exists():
+        command = shlex.join([*COMMAND.split(), "--config", str(run_dir / "config.yaml"),
+                              "--epochs", str(epochs or "N"), "--output", f"{run_dir}-longer"])
+        raise ConfigError(f"--resume {run_dir}: that run is finished, there is nothing to resume. "
+                          f"To train it longer as a new run: {command}")
     extra = (["--config"] if args.config else []) + (["--seeds"] if args.seeds else []) + (
         ["--folds"] if args.folds else []) + [
         key for key, value in overrides.items() if value is not None]
     if extra:
-        raise ConfigError("--resume continues a run with the settings in its config.yaml and "
-                          f"takes no other settings. Received: {', '.join(extra)}")
-    config_file = Path(args.resume) / "config.yaml"
+        raise ConfigError("--resume continues a run with the settings in its config.yaml; only "
+                          f"--epochs may be given with it. Received: {', '.join(extra)}")
+    config_file = run_dir / "config.yaml"
     if not config_file.is_file():
-        raise ConfigError(f"--resume {args.resume}: no run folder there ({config_file} not found).")
-    config = resolve_config(config_file, model_builders=MODEL_BUILDERS)
-    config["output"] = args.resume
+        raise ConfigError(f"--resume {run_dir}: no run folder there ({config_file} not found).")
+    config = resolve_config(config_file, {"training.epochs": epochs},
+                            model_builders=model_builders)
+    planned = load_config_file(config_file)["training"]["epochs"]
+    if epochs is not None and epochs != planned:
+        if epochs < planned:
+            raise ConfigError(f"--epochs {epochs} with --resume: {run_dir} already trains to "
+                              f"{planned} epochs; --epochs can only add epochs.")
+        save_config(config, config_file)
+    config["output"] = str(run_dir)
     return config
+
+
+def _stopped_message(args, config, argv):
+    """One line after Ctrl-C: how to continue what was stopped."""
+    output = config and config["output"]
+    if output and (args.seeds or args.folds):
+        return (f"Stopped. Run the same command again to continue (finished runs in {output} "
+                f"are kept, the unfinished one resumes): {shlex.join([*COMMAND.split(), *argv])}")
+    if output and (Path(output) / "config.yaml").is_file():
+        return f"Stopped. Continue with: {COMMAND} --resume {shlex.quote(output)}"
+    return "Stopped before training began; there is nothing to resume."
 
 
 if __name__ == "__main__":

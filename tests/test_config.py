@@ -107,3 +107,17 @@ def test_exponent_floats_as_keras_users_write_them(tmp_path):
     override = dict([parse_assignment("training.learning_rate=5E-5")])
     assert resolve_config(overrides=override)["training"]["learning_rate"] == 5e-5
     assert parse_assignment("data.path=1e4x") == ("data.path", "1e4x")
+
+
+def test_the_demo_dataset_trains_mahfnet_at_a_demo_size_unless_told_otherwise(capsys):
+    from amsda_keras.models import MODEL_DEMO_ARGS
+    from amsda_keras.training.inputs import resolve_data
+
+    overrides = {"model": "mahfnet", "model_args.hidden_dim": 32}
+    config = resolve_config(overrides=overrides, model_builders=MODEL_BUILDERS)
+    resolve_data(config)
+    assert config["model_args"] == {**MODEL_DEMO_ARGS["mahfnet"], "hidden_dim": 32}
+    assert "demo size" in capsys.readouterr().out
+    with_data = resolve_config(overrides={"model": "mahfnet", "data.path": __file__})
+    resolve_data(with_data)
+    assert with_data["model_args"] == {}

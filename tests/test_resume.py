@@ -40,8 +40,9 @@ def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
 
     with pytest.raises(SystemExit, match="unfinished run: continue it with `--resume"):
         train.main([*args, "--output", str(killed)])
-    with pytest.raises(SystemExit, match="takes no other settings. Received: training.epochs"):
-        train.main(["--resume", str(killed), "--epochs", "9"])
+    with pytest.raises(SystemExit, match="only --epochs may be given with it. Received: "
+                                         "training.seed"):
+        train.main(["--resume", str(killed), "--seed", "9"])
     train.main(["--resume", str(killed), "--no-progress"])
     resumed, expected = (json.loads((run / "metrics.json").read_text())
                          for run in (killed, uninterrupted))

@@ -12,7 +12,6 @@ import csv
 import math
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from amsda_keras.data.table import SPLIT_NAMES
 from amsda_keras.files import replaced_atomically
@@ -103,6 +102,9 @@ def fold_split(frame, folds, fold, seed):
                          f"Received: folds={folds!r}, fold={fold!r}")
     if len(frame) < folds:
         raise ValueError(f"Cannot make {folds} folds of {len(frame):,} samples.")
+    # Imported here: scikit-learn takes a second, and every command's --help imports this module.
+    from sklearn.model_selection import StratifiedKFold
+
     labels = frame["label"].to_numpy()
     smallest = np.unique(labels, return_counts=True)[1].min()
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -205,6 +207,8 @@ def _divide(rows, labels, fraction, seed):
 
     Stratified by `labels` (all rows' labels, by position) when every class can be.
     """
+    from sklearn.model_selection import train_test_split  # see fold_split
+
     row_labels = np.asarray(labels)[rows]
     try:
         kept, taken = train_test_split(

@@ -6,9 +6,10 @@ import keras
 from amsda_keras.layers.arguments import (check_choice, check_num_classes, check_positive_ints,
                                           check_rate, checked_subset)
 from amsda_keras.layers.fusion_weights import FusionWeights
+from amsda_keras.model_names import ABLATIONS as MODEL_ABLATIONS
+from amsda_keras.model_names import AMSDA_BRANCHES as BRANCHES
 
-BRANCHES = ("text", "image", "fusion")
-ABLATIONS = BRANCHES + ("self_attention", "cross_attention", "fusion_weights")
+ABLATIONS = MODEL_ABLATIONS["amsda"]
 # The image tokens the fusion branch's cross-attention reads (docs/amsda.md).
 FUSION_IMAGE_TOKENS = ("pooled", "grid")
 # The paper's training recipe (Section IV.C), applied under `--model amsda` before any config

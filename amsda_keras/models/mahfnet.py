@@ -9,9 +9,13 @@ from amsda_keras.layers.cgf import CGF
 from amsda_keras.layers.ieem import IEEM
 from amsda_keras.layers.mag import MAG
 from amsda_keras.layers.token_resampler import TokenResampler
+from amsda_keras.model_names import ABLATIONS as MODEL_ABLATIONS
 
 ALIGNMENTS = ("resample", "pooled")
-ABLATIONS = ("agai", "ieem", "hgfm", "mag", "cgf", "contrastive")
+# MAHFNet on the demo dataset: 0.2 M parameters instead of the paper's 12 M.
+DEMO_ARGS = {"hidden_dim": 64, "num_heads": 2, "key_dim": 32, "intermediate_dim": 64,
+             "common_length": 8}
+ABLATIONS = MODEL_ABLATIONS["mahfnet"]
 
 
 @keras.saving.register_keras_serializable(package="amsda_keras")

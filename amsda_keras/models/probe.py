@@ -3,9 +3,8 @@
 import keras
 
 from amsda_keras.layers.arguments import check_num_classes
+from amsda_keras.model_names import PROBE
 from amsda_keras.models.baseline import pooled_features
-
-PROBE = "probe"
 
 
 def build_probe(*, num_classes, text_dim=None, image_dim=None, modality="both"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from amsda_keras.files import write_text_atomically
+from amsda_keras.model_names import ABLATIONS
 from amsda_keras.training.protocol import SELECT_ON
 
 DEFAULTS = {
@@ -351,3 +352,16 @@ def _check_model(config, model_builders):
             raise ConfigError(
                 f"Unknown setting `model_args.{key}` for model {name!r}; it takes {settable}."
             )
+    _check_ablations(name, config["model_args"])
+
+
+def _check_ablations(name, model_args):
+    """Refuses `model_args.ablate` (`--ablate`) names that model `name` does not have."""
+    ablate = model_args.get("ablate") or []
+    choices = ABLATIONS.get(name, ())
+    unknown = [part for part in (ablate if isinstance(ablate, (list, tuple)) else [ablate])
+               if part not in choices]
+    if unknown:
+        raise ConfigError(f"Model {name!r} has no part {', '.join(map(repr, unknown))} to "
+                          "ablate; `model_args.ablate` (--ablate) takes "
+                          f"{', '.join(choices) or 'nothing'}.")

@@ -4,7 +4,9 @@ import contextlib
 import os
 import sys
 
-from amsda_keras.encoders import EncoderUnavailableError
+
+class EncoderUnavailableError(RuntimeError):
+    """An encoder cannot be loaded (offline hub, missing folder, unknown spec)."""
 
 
 class TrainingDivergedError(RuntimeError):

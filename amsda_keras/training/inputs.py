@@ -11,9 +11,25 @@ from amsda_keras.data.feature_cache import default_cache_root, extract_features
 from amsda_keras.data.pipeline import feature_dataset, raw_dataset
 from amsda_keras.data.validation import apply_bad_sample_policy
 from amsda_keras.files import folder_replaced_atomically
+from amsda_keras.models import MODEL_DEMO_ARGS
 from amsda_keras.models.compose import feature_input_names
 
 MODALITIES = ("text", "image")
+
+
+def resolve_data(config):
+    """`resolve_data_path` for a run's config; on the demo dataset, the model's demo size
+    (`models.MODEL_DEMO_ARGS`) fills in the `model_args` the config does not set."""
+    demo = config["data"]["path"] is None
+    resolve_data_path(config["data"])
+    demo_args = MODEL_DEMO_ARGS.get(config["model"], {}) if demo else {}
+    added = {key: value for key, value in demo_args.items() if key not in config["model_args"]}
+    if added:
+        config["model_args"].update(added)
+        sizes = ", ".join(f"{key}={value}" for key, value in added.items())
+        print(f"Note: on the demo dataset {config['model']} trains at a demo size ({sizes}); "
+              f"with --data it has the paper's size, or set these with "
+              f"--set model_args.KEY=VALUE.")
 
 
 def resolve_data_path(data_config):

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from amsda_keras.data.pipeline import balanced_class_weights, epoch_variable
 from amsda_keras.data.splits import apply_splits_file, ensure_splits, fold_split, write_splits
+from amsda_keras.encoders import check_encoder_specs
 from amsda_keras.files import write_text_atomically
 from amsda_keras.models import MODEL_BUILDERS
 from amsda_keras.models.compose import attach_encoder_tops, attach_encoders
@@ -78,11 +79,12 @@ def _train(config, progress, resume):
     settings = config["training"]
     if config["model"] == PROBE:
         check_probe_settings(config)
+    check_encoder_specs(config["encoders"])
     run_dir = _make_run_dir(config, resume)
     checkpoint = _checkpoint_to_resume(run_dir, settings) if resume else None
     keras.utils.set_random_seed(settings["seed"])
 
-    inputs.resolve_data_path(config["data"])
+    inputs.resolve_data(config)
     table = inputs.load_table(config["data"], run_dir, progress=progress)
     frame, protocol = _split(table.frame, config, run_dir)
     config["data"]["class_names"] = list(table.class_names)
@@ -115,10 +117,11 @@ def _train(config, progress, resume):
     # The selected weights, into the trained model (whose trainable flags are the run's).
     load_archive_weights(model, run_dir / "model.keras")
     history = pd.read_csv(run_dir / "history.csv")
+    kept = chosen.get("best_epoch", chosen.get("probe_c"))
     reporting.plot_training_curves(run_dir / "training_curves.png", history,
-                                   selection=protocol.selection)
+                                   selection=protocol.selection, kept=kept)
     if fusion_weights_layer(model) is not None:
-        reporting.plot_fusion_weights(run_dir / "fusion_weights.png", history)
+        reporting.plot_fusion_weights(run_dir / "fusion_weights.png", history, kept=kept)
     with without_data_sharding():
         score(model, frame, batches, table.class_names, run_dir, settings["batch_size"],
               protocol=protocol)

@@ -38,7 +38,7 @@ def train_seeds(config, seeds, folds=None, progress=True):
     if out_of_range:
         raise ValueError(f"--seeds must be from {lowest} to {highest}. Received: {out_of_range}")
     base = default_run_dir(config)
-    inputs.resolve_data_path(config["data"])
+    inputs.resolve_data(config)
     members = [(fold, seed) for fold in (range(1, folds + 1) if folds else [None])
                for seed in seeds]
     run_dirs = []
