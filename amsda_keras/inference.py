@@ -11,7 +11,7 @@ import keras
 
 from amsda_keras.models.compose import attach_encoders, feature_input_names
 from amsda_keras.training import inputs
-from amsda_keras.training.config import load_config_file
+from amsda_keras.training.config import load_run_config
 
 MODEL_FILE = "model.keras"
 
@@ -65,7 +65,7 @@ def load_run(run_dir):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(
                 f"{run_dir} is not a finished run folder: {name} is missing (train writes it).")
-    config = load_config_file(run_dir / "config.yaml")
+    config = load_run_config(run_dir / "config.yaml")
     encoders = inputs.build_encoders(config["encoders"], run_dir, training_texts=None)
     # Only for predictions: the training losses need not be importable.
     model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)

@@ -3,7 +3,8 @@ import pytest
 from amsda_keras import train
 from amsda_keras.cli import config_overrides
 from amsda_keras.models import MODEL_BUILDERS, MODEL_DEFAULTS
-from amsda_keras.training.config import ConfigError, parse_assignment, resolve_config
+from amsda_keras.training.config import (DEFAULTS, ConfigError, load_run_config,
+                                         parse_assignment, resolve_config, save_config)
 
 
 def test_defaults_file_and_flags_merge_in_order(tmp_path):
@@ -121,3 +122,12 @@ def test_the_demo_dataset_trains_mahfnet_at_a_demo_size_unless_told_otherwise(ca
     with_data = resolve_config(overrides={"model": "mahfnet", "data.path": __file__})
     resolve_data(with_data)
     assert with_data["model_args"] == {}
+
+
+def test_a_run_saved_before_a_setting_existed_reads_as_it_behaved(tmp_path):
+    config = resolve_config(None, {"model": "baseline"}, model_builders=MODEL_BUILDERS)
+    del config["encoders"]["clip_class_token"], config["training"]["checkpoint_every"]
+    save_config(config, tmp_path / "config.yaml")
+    loaded = load_run_config(tmp_path / "config.yaml")
+    assert loaded["encoders"]["clip_class_token"] is True  # CLIP kept its class token then
+    assert loaded["training"]["checkpoint_every"] == DEFAULTS["training"]["checkpoint_every"]

@@ -89,9 +89,10 @@ def test_output_gate_weighs_each_direction_and_shifts_the_interaction_feature():
     # X_c's joint LayerNorm keeps the ratio: the interaction feature moves by O(1)
     # (the pre-norm gate of earlier versions moved it by < 1e-4).
     assert_moves(low["interaction"], high["interaction"], 0.1, "interaction")
-    # The contrastive embeddings read each direction alone through a LayerNorm: unmoved.
+    # The contrastive embeddings read each direction alone through a LayerNorm: unmoved, up
+    # to its epsilon (1e-3 beside the variance), which a 0.27 scale makes show at ~1e-3.
     for name in ("text_embedding", "image_embedding"):
-        assert_unmoved(low[name], high[name], name, atol=1e-3)
+        assert_unmoved(low[name], high[name], name, atol=1e-2)
 
 
 def test_query_gate_sharpens_attention():

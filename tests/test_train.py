@@ -228,6 +228,11 @@ def test_seeds_write_a_summary_and_step_lr_decays(tmp_path, capsys):
     history = pd.read_csv(base / "seed-1" / "history.csv")
     np.testing.assert_allclose(history["learning_rate"], 1e-3 * 0.5 ** (history["epoch"] // 2))
 
+    # A seed saved before a setting existed (here checkpoint_every) is still the same run.
+    config_file = base / "seed-1" / "config.yaml"
+    saved = yaml.safe_load(config_file.read_text())
+    del saved["training"]["checkpoint_every"]
+    config_file.write_text(yaml.safe_dump(saved))
     capsys.readouterr()
     train.main(args)  # Finished seeds are reused, not retrained.
     assert capsys.readouterr().out.count("reusing the finished run") == 2

@@ -21,7 +21,7 @@ from amsda_keras.data.splits import apply_splits_file
 from amsda_keras.layers.agai import AGAI
 from amsda_keras.models.compose import head_and_features
 from amsda_keras.training import inputs
-from amsda_keras.training.config import load_config_file
+from amsda_keras.training.config import load_run_config
 from amsda_keras.training.reporting import save_figure
 
 AGAI_LAYER = "agai"
@@ -265,8 +265,8 @@ def write_attention_maps(run_dir, *, sample_ids=None, split=None, count=8, outpu
             without an AGAI block.
     """
     run_dir = Path(run_dir)
-    config = load_config_file(run_dir / "config.yaml")
-    if config["encoders"]["trainable"] or not config["features"].get("cache", True):
+    config = load_run_config(run_dir / "config.yaml")
+    if config["encoders"]["trainable"] or not config["features"]["cache"]:
         raise ValueError(f"{run_dir} ran its encoders inside the model (encoders.trainable: "
                          "true or features.cache: false); attention maps need a run on "
                          "cached features.")

@@ -154,6 +154,21 @@ ConfigLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+# How a run saved before a setting existed behaved, where that is not the setting's default.
+EARLIER_BEHAVIOUR = {"encoders.clip_class_token": True}
+
+
+def load_run_config(path):
+    """A run folder's saved config, with each setting added since that run was made filled in
+    as the run behaved: `EARLIER_BEHAVIOUR`, else the setting's default."""
+    config = load_config_file(path)
+    for section, defaults in DEFAULTS.items():
+        if isinstance(defaults, dict) and isinstance(config.get(section), dict):
+            for key, default in defaults.items():
+                config[section].setdefault(key, EARLIER_BEHAVIOUR.get(f"{section}.{key}", default))
+    return config
+
+
 def load_config_file(path):
     """Reads a YAML config file into a dict."""
     path = Path(path)

@@ -73,12 +73,10 @@ def build_encoder(encoder_config, modality, spec=None, training_texts=None):
     if modality == "text":
         kwargs = {"sequence_length": encoder_config["sequence_length"],
                   "training_texts": training_texts,
-                  # Run folders from before this setting lack it.
-                  "trainable_layers": encoder_config.get("text_trainable_layers", 0)}
+                  "trainable_layers": encoder_config["text_trainable_layers"]}
     else:
-        # Run folders from before this setting lack it; they kept CLIP's class token.
         kwargs = {"image_size": encoder_config["image_size"],
-                  "clip_class_token": encoder_config.get("clip_class_token", True)}
+                  "clip_class_token": encoder_config["clip_class_token"]}
     return encoder_lib.build_encoder(modality, spec or encoder_config[modality], **kwargs)
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from amsda_keras.files import write_text_atomically
 from amsda_keras.training import inputs
 from amsda_keras.training.checkpoints import CHECKPOINT_DIR
-from amsda_keras.training.config import RANGES, load_config_file
+from amsda_keras.training.config import RANGES, load_config_file, load_run_config
 from amsda_keras.training.reporting import HEADLINE_METRICS, RUN_INFO_FILE, markdown_table
 from amsda_keras.training.run import default_run_dir, train
 
@@ -124,7 +124,7 @@ def _cells(stats):
 
 
 def _check_reusable(run_dir, config):
-    saved = load_config_file(run_dir / "config.yaml")
+    saved = load_run_config(run_dir / "config.yaml")
     changed = [key for key in COMPARED_SECTIONS if saved.get(key) != config[key]]
     changed += [f"data.{key}" for key in DATA_KEYS
                 if saved["data"].get(key) != config["data"][key]]
