@@ -15,7 +15,7 @@ from amsda_keras.data.demo import make_demo_dataset
 from amsda_keras.data.splits import fold_split
 from amsda_keras.models.probe import build_probe
 from amsda_keras.training.config import ConfigError, resolve_config
-from amsda_keras.training.probe import _set_logits
+from amsda_keras.training.probe import _set_logits, best_candidate
 from amsda_keras.training.protocol import apply_protocol, report_split
 from tests.data.test_splits import frame_with, unbalanced_labels
 
@@ -191,7 +191,8 @@ def test_probe_picks_c_on_the_selection_split(tmp_path):
     history = pd.read_csv(run / "history.csv")
     assert history["c"].tolist() == [0.0001, 0.001, 0.01, 0.1, 1.0, 10.0]
     info = json.loads((run / "run.json").read_text())
-    best = history.loc[history["val_accuracy"].idxmax()]
+    best = history.loc[best_candidate(history)]
+    assert best["val_accuracy"] == history["val_accuracy"].max()
     assert info["probe_c"] == best["c"] and "best_epoch" not in info
     metrics = json.loads((run / "metrics.json").read_text())
     # The Keras model gives the scikit-learn model's scores.
@@ -220,3 +221,10 @@ def test_probe_refuses_settings_it_cannot_honour(tmp_path):
     with pytest.raises(SystemExit, match="training.oversample"):
         train.main(["--model", "probe", "--no-progress", "--set", "training.oversample=true",
                     "--output", str(tmp_path / "run")])
+
+
+def test_probe_ties_in_accuracy_go_to_the_lower_validation_loss():
+    history = pd.DataFrame({"c": [0.0001, 0.001, 0.01], "val_accuracy": [0.73, 0.73, 0.70],
+                            "val_loss": [0.72, 0.65, 0.60]})
+    assert best_candidate(history) == 1
+    assert best_candidate(history.assign(val_loss=0.7)) == 0  # a full tie: the smallest C

@@ -81,8 +81,7 @@ def fit_probe(model, batches, train_frame, selection_frame, settings, run_dir):
         rows.append(row)
         fitted.append(classifier)
     history = pd.DataFrame(rows)
-    # The first best: the strongest regularisation among ties, as the grid ascends in C.
-    best = int(history["val_accuracy"].idxmax()) if x_select is not None else 0
+    best = best_candidate(history) if x_select is not None else 0
     if len(candidates) > 1 and best in (0, len(candidates) - 1):
         print(f"Note: the probe's best C, {candidates[best]:g}, is the "
               f"{'smallest' if best == 0 else 'largest'} of training.probe_c_values; a wider "
@@ -93,6 +92,15 @@ def fit_probe(model, batches, train_frame, selection_frame, settings, run_dir):
     with replaced_atomically(run_dir / "model.keras") as temporary:
         model.save(temporary)
     return {"probe_c": float(candidates[best])}
+
+
+def best_candidate(history):
+    """The row of `history` with the best validation accuracy; among ties, the lowest
+    validation loss (a few hundred posts often give several C the same accuracy, and the
+    loss tells them apart), then the smallest C."""
+    ranked = history.sort_values(["val_accuracy", "val_loss", "c"],
+                                 ascending=[False, True, True], kind="stable")
+    return int(ranked.index[0])
 
 
 def _scores(classifier, x, y, num_classes):
