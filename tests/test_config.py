@@ -125,9 +125,17 @@ def test_the_demo_dataset_trains_mahfnet_at_a_demo_size_unless_told_otherwise(ca
 
 
 def test_a_run_saved_before_a_setting_existed_reads_as_it_behaved(tmp_path):
-    config = resolve_config(None, {"model": "baseline"}, model_builders=MODEL_BUILDERS)
-    del config["encoders"]["clip_class_token"], config["training"]["checkpoint_every"]
-    save_config(config, tmp_path / "config.yaml")
-    loaded = load_run_config(tmp_path / "config.yaml")
-    assert loaded["encoders"]["clip_class_token"] is True  # CLIP kept its class token then
-    assert loaded["training"]["checkpoint_every"] == DEFAULTS["training"]["checkpoint_every"]
+    clip_folder = tmp_path / "clip"
+    clip_folder.mkdir()
+    (clip_folder / "config.json").write_text('{"class_name": "keras_hub>CLIPBackbone"}')
+    kept = {}
+    for image in ("tiny", "clip_vit_base_patch16", str(clip_folder)):
+        config = resolve_config(None, {"model": "baseline", "encoders.image": image},
+                                model_builders=MODEL_BUILDERS)
+        del config["encoders"]["clip_class_token"], config["training"]["checkpoint_every"]
+        save_config(config, tmp_path / "config.yaml")
+        loaded = load_run_config(tmp_path / "config.yaml")
+        assert loaded["training"]["checkpoint_every"] == DEFAULTS["training"]["checkpoint_every"]
+        kept[image] = loaded["encoders"]["clip_class_token"]
+    # CLIP encoders kept their class token then; for the others the setting means nothing.
+    assert kept == {"tiny": False, "clip_vit_base_patch16": True, str(clip_folder): True}

@@ -154,19 +154,29 @@ ConfigLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-# How a run saved before a setting existed behaved, where that is not the setting's default.
-EARLIER_BEHAVIOUR = {"encoders.clip_class_token": True}
-
-
 def load_run_config(path):
     """A run folder's saved config, with each setting added since that run was made filled in
-    as the run behaved: `EARLIER_BEHAVIOUR`, else the setting's default."""
+    as the run behaved: the setting's default, except that CLIP image encoders kept their
+    class token before `encoders.clip_class_token` existed."""
     config = load_config_file(path)
+    encoders = config.get("encoders")
+    if isinstance(encoders, dict) and "clip_class_token" not in encoders:
+        encoders["clip_class_token"] = _may_be_clip(encoders.get("image"))
     for section, defaults in DEFAULTS.items():
         if isinstance(defaults, dict) and isinstance(config.get(section), dict):
             for key, default in defaults.items():
-                config[section].setdefault(key, EARLIER_BEHAVIOUR.get(f"{section}.{key}", default))
+                config[section].setdefault(key, default)
     return config
+
+
+def _may_be_clip(image_spec):
+    """Whether an image encoder spec may be CLIP: its name says so, or a local folder's
+    `config.json` does (keras-hub's `CLIPBackbone`, Hugging Face's `model_type: clip`)."""
+    if not isinstance(image_spec, str):
+        return False
+    config_file = Path(image_spec) / "config.json"
+    text = config_file.read_text(errors="replace") if config_file.is_file() else image_spec
+    return "clip" in text.lower()
 
 
 def load_config_file(path):
