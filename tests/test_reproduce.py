@@ -159,3 +159,15 @@ def test_attention_heatmap_is_kept_where_the_trained_model_is_gone(tmp_path, cap
     assert kept == figures / "attention_mahfnet.png"
     assert "kept from an earlier run" in capsys.readouterr().out
     assert attention_figure(None, row, tmp_path / "runs", figures, progress=False) is None
+
+
+def test_the_best_row_of_a_family_is_a_model_not_its_floor():
+    table = Table("t", "caption", (Row("majority", "majority", (), majority_of="probe"), PROBE,
+                                   BOTH), family="baseline")
+
+    def summary(accuracy):
+        return {"report": "dev", "metrics": {"dev": {"accuracy": {"mean": accuracy}}}}
+
+    summaries = {"majority": None, "probe": summary(0.72), "both": summary(0.67)}
+    assert tables.best_row(table, summaries) is BOTH
+    assert tables.best_row(table, {**summaries, "both": None}) is None

@@ -144,10 +144,12 @@ def fusion_weights_cell(summary):
 
 
 def best_row(table, summaries):
-    """The table's trained row with the highest mean untouched accuracy, or `None`."""
+    """The table's model row (neither the probe nor the majority class) with the highest
+    mean untouched accuracy, or `None`."""
     scored = [(summary["metrics"][summary["report"]]["accuracy"]["mean"], row)
               for row in table.rows
-              if not row.majority_of and (summary := summaries[row.key])]
+              if not row.majority_of and row.key != table.probe
+              and (summary := summaries[row.key])]
     return max(scored, key=lambda pair: pair[0])[1] if scored else None
 
 
