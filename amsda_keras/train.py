@@ -21,8 +21,8 @@ from pathlib import Path
 
 from amsda_keras.cli import add_config_flags, comma_list, config_overrides
 from amsda_keras.console import quiet_tensorflow
-from amsda_keras.training.config import (ConfigError, load_config_file, parse_assignment,
-                                         resolve_config, save_config)
+from amsda_keras.training.config import (ConfigError, parse_assignment, resolve_config,
+                                         save_config)
 from amsda_keras.training.errors import user_errors
 
 COMMAND = "python -m amsda_keras.train"
@@ -118,13 +118,13 @@ def _resumed_config(args, overrides, model_builders):
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise ConfigError(f"--resume {run_dir}: no run folder there ({config_file} not found).")
-    config = resolve_config(config_file, {"training.epochs": epochs},
-                            model_builders=model_builders)
-    planned = load_config_file(config_file)["training"]["epochs"]
+    config = resolve_config(config_file, model_builders=model_builders)
+    planned = config["training"]["epochs"]
     if epochs is not None and epochs != planned:
         if epochs < planned:
             raise ConfigError(f"--epochs {epochs} with --resume: {run_dir} already trains to "
                               f"{planned} epochs; --epochs can only add epochs.")
+        config["training"]["epochs"] = epochs
         save_config(config, config_file)
     config["output"] = str(run_dir)
     return config

@@ -139,3 +139,15 @@ def test_a_run_saved_before_a_setting_existed_reads_as_it_behaved(tmp_path):
         kept[image] = loaded["encoders"]["clip_class_token"]
     # CLIP encoders kept their class token then; for the others the setting means nothing.
     assert kept == {"tiny": False, "clip_vit_base_patch16": True, str(clip_folder): True}
+
+
+def test_resume_and_longer_runs_read_a_run_folder_config_as_the_run_behaved(tmp_path):
+    config = resolve_config(None, {"model": "baseline", "encoders.image": "clip_vit_base_patch16"},
+                            model_builders=MODEL_BUILDERS)
+    del config["encoders"]["clip_class_token"]
+    save_config(config, tmp_path / "config.yaml")
+    # A plain YAML file gets today's default (the paper's 196 patches) ...
+    assert not resolve_config(tmp_path / "config.yaml")["encoders"]["clip_class_token"]
+    # ... a run folder's config (beside its splits.csv) what that run did.
+    (tmp_path / "splits.csv").write_text("id,split\n")
+    assert resolve_config(tmp_path / "config.yaml")["encoders"]["clip_class_token"]

@@ -169,6 +169,13 @@ def load_run_config(path):
     return config
 
 
+def is_run_config(path):
+    """Whether `path` is the `config.yaml` a run saved in its folder (beside its `splits.csv`),
+    which `load_run_config` reads as that run behaved."""
+    path = Path(path)
+    return path.name == "config.yaml" and (path.parent / "splits.csv").is_file()
+
+
 def _may_be_clip(image_spec):
     """Whether an image encoder spec may be CLIP: its name says so, or a local folder's
     `config.json` does (keras-hub's `CLIPBackbone`, Hugging Face's `model_type: clip`)."""
@@ -199,7 +206,8 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
     """Merges defaults <- the model's defaults <- config file <- overrides and validates them.
 
     Args:
-        config_file: path of a YAML file, or None.
+        config_file: path of a YAML file, or None. A run folder's `config.yaml` is read with
+            `load_run_config`, so settings added since that run keep its behaviour.
         overrides: dict of dotted keys (`"training.epochs"`) to values; None values are ignored.
         model_builders: dict of model name to builder, to check `model` and `model_args`.
         model_defaults: dict of model name to a nested dict of settings that model uses
@@ -209,7 +217,12 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
         The resolved config as a nested dict.
     """
     config = copy.deepcopy(DEFAULTS)
-    file_settings = load_config_file(config_file) if config_file else {}
+    if not config_file:
+        file_settings = {}
+    elif is_run_config(config_file):
+        file_settings = load_run_config(config_file)
+    else:
+        file_settings = load_config_file(config_file)
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     model = overrides.get("model", file_settings.get("model", DEFAULTS["model"]))
     if isinstance(model, str) and model in (model_defaults or {}):
