@@ -1,9 +1,14 @@
-"""Command-line flags shared by the entry points, each one overriding a config key.
+"""Command-line flags shared by the entry points, each one overriding a config key, and what
+makes each entry point a Python function too.
 
 Only light modules are imported here (no Keras or TensorFlow), so that `--help` is quick.
 """
 
 import argparse
+import inspect
+import os
+import sys
+import types
 
 from amsda_keras.data import FORMATS
 from amsda_keras.model_names import ABLATIONS, MODEL_NAMES
@@ -130,6 +135,53 @@ def config_overrides(args):
         for key, _ in FLAGS.values()
         if hasattr(args, _dest(key))
     }
+
+
+def keyword_overrides(settings, flags, function):
+    """The dotted-key overrides of the keyword arguments `settings`, named like `flags` with `_`
+    for `-` (`learning_rate=1e-4` for `--learning-rate`); `function` names the caller in errors.
+
+    Raises:
+        TypeError: a keyword is not one of `flags`.
+    """
+    keywords = {_keyword(flag): flag for flag in flags}
+    unknown = sorted(set(settings) - set(keywords))
+    if unknown:
+        raise TypeError(f"{function}() got unexpected keyword arguments {unknown}; it takes "
+                        f"{', '.join(sorted(keywords))}, and set={{KEY: VALUE}} for any config "
+                        "key.")
+    overrides = {}
+    for keyword, value in settings.items():
+        key, options = FLAGS[keywords[keyword]]
+        if options.get("action") == "store_const" and value is not None:
+            if not isinstance(value, bool):
+                raise TypeError(f"{function}(): {keyword} takes True or False, not {value!r}.")
+            value = options["const"] if value else not options["const"]
+        elif key == "model_args.ablate" and isinstance(value, str):
+            value = comma_list(value)
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        overrides[key] = value
+    return overrides
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+def make_module_callable(name):
+    """Makes the entry-point module `name` (`amsda_keras.train`) callable as its function of the
+    same name, so that `amsda_keras.train(...)` works whether Python's import system has set the
+    package's `train` attribute to the module (it does when anything imports the module) or not.
+    """
+    module = sys.modules[name]
+    module.__class__ = _CallableModule
+    module.__signature__ = inspect.signature(getattr(module, name.rpartition(".")[2]))
+
+
+def _keyword(flag):
+    return flag.lstrip("-").replace("-", "_")
 
 
 def _with_default(text, key):

@@ -27,6 +27,8 @@ A model that reads one modality still takes both inputs and ignores the other.
 Examples:
     python -m amsda_keras.export --run runs/mahfnet-20261123-101500
     python -m amsda_keras.export --run runs/amsda-20261123-101500 --output /tmp/amsda_saved_model
+
+From Python: `amsda_keras.export(run)` returns the SavedModel's folder.
 """
 
 import argparse
@@ -36,9 +38,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from amsda_keras.cli import make_module_callable
 from amsda_keras.console import quiet_tensorflow
 from amsda_keras.files import write_text_atomically
-from amsda_keras.training.errors import user_errors
+from amsda_keras.training.errors import CommandFailedError, user_errors
 
 DEFAULT_FOLDER = "saved_model"
 EXPORT_BACKEND = "tensorflow"
@@ -62,18 +65,18 @@ def build_parser():
 def export_run(run_dir, output=None):
     """Writes the run in `run_dir` as a SavedModel on raw inputs. Returns the folder.
 
-    Needs the tensorflow backend; `main` re-runs itself under it when Keras uses another.
+    Needs the tensorflow backend; `export` runs this module under it when Keras uses another.
     """
     import keras
     import tensorflow as tf
 
     from amsda_keras.data.images import decode_image
-    from amsda_keras.inference import load_run, logits_of
+    from amsda_keras.inference import load_trained_run, logits_of
 
     if keras.config.backend() != EXPORT_BACKEND:
         raise RuntimeError(f"Exporting needs KERAS_BACKEND={EXPORT_BACKEND}; "
                            f"Keras uses {keras.config.backend()}.")
-    run = load_run(run_dir)
+    run = load_trained_run(run_dir)
     output = Path(output or run.directory / DEFAULT_FOLDER)
     model = run.end_to_end_model
     preprocessors = run.preprocessors
@@ -187,23 +190,49 @@ def image_errors(images):
     return tf.where(tf.equal(tf.strings.length(images), 0), "undecodable image: empty", errors)
 
 
+def export(run, output=None):
+    """Writes a trained run as a TensorFlow SavedModel on raw inputs (above). Returns its folder.
+
+    Only TensorFlow writes SavedModels: under another Keras backend this runs `python -m
+    amsda_keras.export` with `KERAS_BACKEND=tensorflow` and prints its output.
+
+    Args:
+        run: a run folder written by `train`, or its `Run`.
+        output: the SavedModel folder. Default: RUN/saved_model.
+
+    Raises:
+        CommandFailedError: the export under the tensorflow backend failed (its message).
+    """
+    import keras
+
+    from amsda_keras.runs import run_directory
+
+    quiet_tensorflow()
+    directory = run_directory(run)
+    if keras.config.backend() == EXPORT_BACKEND:
+        return export_run(directory, output)
+    command = [sys.executable, "-m", "amsda_keras.export", "--run", str(directory)]
+    command += ["--output", str(output)] if output is not None else []
+    result = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": EXPORT_BACKEND},
+                            capture_output=True, text=True, check=False)
+    print(result.stdout, end="")
+    if result.returncode:
+        message = result.stderr.strip().splitlines()
+        raise CommandFailedError(
+            f"{' '.join(command[1:])} under KERAS_BACKEND={EXPORT_BACKEND} failed: "
+            + next((line.removeprefix("Error: ") for line in message
+                    if line.startswith("Error: ")), "\n".join(message[-20:])))
+    return Path(output or directory / DEFAULT_FOLDER)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
-    import keras
-
-    if keras.config.backend() != EXPORT_BACKEND:
-        # A .keras file loads on any backend, but only tensorflow writes SavedModels.
-        command = [sys.executable, "-m", "amsda_keras.export", *(sys.argv[1:] if argv is None
-                                                                 else argv)]
-        env = {**os.environ, "KERAS_BACKEND": EXPORT_BACKEND}
-        returncode = subprocess.run(command, env=env).returncode
-        if returncode:
-            sys.exit(returncode)
-        return
     with user_errors():
-        export_run(args.run, args.output)
+        export(args.run, args.output)
 
 
 if __name__ == "__main__":
     main()
+else:
+    make_module_callable(__name__)

@@ -1,6 +1,6 @@
 """A finished run loaded for inference: its config, class names, encoders and best model.
 
-`evaluate`, `predict` and `export` all start from `load_run`.
+`evaluate`, `predict` and `export` all start from `load_trained_run`.
 """
 
 import dataclasses
@@ -52,7 +52,7 @@ def logits_of(outputs):
     return outputs["logits"] if isinstance(outputs, dict) else outputs
 
 
-def load_run(run_dir):
+def load_trained_run(run_dir):
     """Loads the run folder `run_dir` written by `train`.
 
     Raises:

@@ -13,6 +13,9 @@ class), `probability_<class>` for every class, for A-MSDA the learned `fusion_we
 (one set per model), `true_label` when the data has labels, and `reason`, which says why a
 row could not be predicted (missing or corrupt image, empty text, malformed line) and is
 empty otherwise. Rows the reader could not parse come last, with their file and line as `image`.
+
+From Python, `amsda_keras.predict(run, texts, images)` returns the same table as a DataFrame:
+    amsda_keras.predict("runs/amsda-20261123-101500", ["what a day"], ["photo.jpg"])
 """
 
 import argparse
@@ -22,6 +25,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
+from amsda_keras.cli import make_module_callable
 from amsda_keras.console import quiet_tensorflow, tqdm
 from amsda_keras.data import read_dataset
 from amsda_keras.data.manifest import read_manifest
@@ -50,7 +56,83 @@ def build_parser():
     return parser
 
 
-def predict(run, table, output, batch_size=DEFAULT_BATCH_SIZE, progress=True):
+def predict(run, texts=None, images=None, *, data=None, output=None,
+            batch_size=DEFAULT_BATCH_SIZE, progress=True):
+    """Labels posts with a trained run. Returns a DataFrame with the CSV's columns (above).
+
+    Args:
+        run: a run folder written by `train`, or its `Run`.
+        texts, images: the posts, paired in order: a list of texts and a list of images, each
+            an image file's path or its bytes (JPEG, PNG, ...). One post may be given as a str
+            and a path.
+        data: instead of `texts` and `images`, a manifest (.jsonl/.csv) or a dataset folder.
+        output: also write the CSV there; None writes no file.
+        batch_size: posts per prediction batch.
+        progress: show progress bars.
+
+    Raises:
+        ValueError: neither or both of (`texts`, `images`) and `data`; `texts` and `images` of
+            different lengths; `output` is a folder.
+    """
+    from amsda_keras.runs import Run, run_directory
+
+    if (data is None) == (texts is None and images is None) or (
+            data is None and None in (texts, images)):
+        raise ValueError("predict() takes either texts and images, or data.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1. Received: {batch_size}")
+    if output is not None and Path(output).is_dir():
+        raise ValueError(f"--output {output} is a folder; name the CSV file to write.")
+    quiet_tensorflow()
+    if isinstance(run, Run):
+        trained = run.trained
+    else:
+        from amsda_keras.inference import load_trained_run
+
+        trained = load_trained_run(run_directory(run))
+    with tempfile.TemporaryDirectory() as folder:
+        if data is not None:
+            table, shown_images = read_posts(data, trained), {}
+        else:
+            table, shown_images = posts_table(texts, images, trained.class_names, folder)
+        written = Path(output) if output is not None else Path(folder) / "predictions.csv"
+        write_predictions(trained, table, written, batch_size, progress)
+        frame = read_predictions(written)
+    frame["image"] = frame["image"].replace(shown_images)
+    return frame
+
+
+def posts_table(texts, images, class_names, folder):
+    """A table of the posts `texts` and `images` (paths or bytes, the bytes written to files in
+    `folder`), and the names those files are shown under: `{path: "<N bytes>"}`."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    images = [images] if isinstance(images, (str, bytes, os.PathLike)) else list(images)
+    if len(texts) != len(images):
+        raise ValueError(f"texts and images pair up, one image per text: got {len(texts)} texts "
+                         f"and {len(images)} images.")
+    rows, shown = [], {}
+    for number, (text, image) in enumerate(zip(texts, images), start=1):
+        if isinstance(image, (bytes, bytearray)):
+            path = Path(folder) / f"image-{number}"
+            path.write_bytes(image)
+            shown[str(path)] = f"<{len(image):,} bytes>"
+            image = path
+        rows.append({"id": str(number), "text": text, "image": os.path.abspath(image),
+                     "label": UNLABELED, "split": None, "source": "predict()"})
+    return DatasetTable(make_frame(rows), class_names=class_names), shown
+
+
+def read_predictions(path):
+    """A predictions CSV as a DataFrame: text columns as written (empty: ""), the
+    probabilities and fusion weights as floats (NaN where a row could not be predicted)."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    numeric = [name for name in frame.columns
+               if name.startswith(("probability_", "fusion_weight_"))]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    return frame
+
+
+def write_predictions(run, table, output, batch_size=DEFAULT_BATCH_SIZE, progress=True):
     """Predicts every usable row of `table` with `run` and writes the CSV `output`.
 
     Args:
@@ -127,15 +209,6 @@ def read_posts(data, run):
                         class_names=run.class_names)
 
 
-def single_post(text, image, class_names):
-    """A one-row table for `--text` and `--image`."""
-    if not os.path.exists(image):
-        raise FileNotFoundError(f"Image file not found: {image}")
-    row = {"id": "1", "text": text, "image": os.path.abspath(image), "label": UNLABELED,
-           "split": None, "source": "--text/--image"}
-    return DatasetTable(make_frame([row]), class_names=class_names)
-
-
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -145,43 +218,34 @@ def main(argv=None):
         parser.error("give either --text and --image, or --data")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
-    from amsda_keras.inference import load_run
 
     with user_errors():
-        output = args.output or (None if single else
-                                 Path(args.run) / "predictions" / f"{Path(args.data).stem}.csv")
-        if output and Path(output).is_dir():
-            raise ValueError(f"--output {output} is a folder; name the CSV file to write.")
-        run = load_run(args.run)
         if single:
-            _predict_single(run, args.text, args.image, output)
+            _predict_single(args.run, args.text, args.image, args.output)
             return
-        predicted, failed = predict(run, read_posts(args.data, run), output, args.batch_size,
-                                    progress=not args.no_progress)
-        print(f"Predicted {predicted:,} rows; {failed:,} could not be (see the `reason` "
-              f"column). Written to {output}")
+        output = args.output or Path(args.run) / "predictions" / f"{Path(args.data).stem}.csv"
+        frame = predict(args.run, data=args.data, output=output, batch_size=args.batch_size,
+                        progress=not args.no_progress)
+        failed = int((frame["reason"] != "").sum())
+        print(f"Predicted {len(frame) - failed:,} rows; {failed:,} could not be (see the "
+              f"`reason` column). Written to {output}")
 
 
 def _predict_single(run, text, image, output):
     """Prints the label of one post; writes its CSV row only to `output` (None: nowhere)."""
-    table = single_post(text, image, run.class_names)
-    with tempfile.TemporaryDirectory() as folder:
-        written = output or Path(folder) / "single_post.csv"
-        _, failed = predict(run, table, written, progress=False)
-        _print_single(written)
+    if not os.path.exists(image):
+        raise FileNotFoundError(f"Image file not found: {image}")
+    row = predict(run, [text], [image], output=output, progress=False).iloc[0]
+    for name, value in row.items():
+        if name not in ("id", "text", "image") and value != "" and not pd.isna(value):
+            print(f"{name}: {value}")
     if output:
         print(f"Written to {output}")
-    if failed:
+    if row["reason"]:
         sys.exit(1)
-
-
-def _print_single(output):
-    with Path(output).open(encoding="utf-8") as file:
-        row = next(csv.DictReader(file))
-    for name, value in row.items():
-        if value and name not in ("id", "text", "image"):
-            print(f"{name}: {value}")
 
 
 if __name__ == "__main__":
     main()
+else:
+    make_module_callable(__name__)

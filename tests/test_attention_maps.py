@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from amsda_keras import attention, train
-from amsda_keras.inference import load_run, logits_of
+from amsda_keras.inference import load_trained_run, logits_of
 from amsda_keras.models.mahfnet import build_mahfnet
 from amsda_keras.training import inputs
 from amsda_keras.training.attention_maps import (
@@ -119,7 +119,7 @@ def test_the_reproduce_report_puts_only_the_heatmap_in_its_figures(mahfnet_run, 
 
 
 def test_a_run_with_a_trained_text_top_reloads_for_raw_inputs(mahfnet_run, tmp_path):
-    run = load_run(mahfnet_run)
+    run = load_trained_run(mahfnet_run)
     assert [layer.name for layer in run.model.layers if "top" in layer.name] == ["text_top"]
     # The raw-input model (frozen encoder below the top, then the trained top and head)
     # gives what the trained model gives on the cached features.

@@ -176,12 +176,13 @@ def test_one_post_is_printed_and_written_only_with_output(monkeypatch, tmp_path,
         class_names = ["negative", "positive"]
 
     def fake_predict(_, table, output, batch_size=None, progress=True):
-        Path(output).write_text("id,text,image,label,probability_negative,probability_positive\n"
-                          f"1,hi,{table.frame['image'][0]},positive,0.2,0.8\n")
+        Path(output).write_text("id,text,image,label,probability_negative,probability_positive,"
+                                "reason\n"
+                                f"1,hi,{table.frame['image'][0]},positive,0.2,0.8,\n")
         return 1, 0
 
-    monkeypatch.setattr(amsda_keras.inference, "load_run", lambda _: FakeRun())
-    monkeypatch.setattr(predict, "predict", fake_predict)
+    monkeypatch.setattr(amsda_keras.inference, "load_trained_run", lambda _: FakeRun())
+    monkeypatch.setattr(predict, "write_predictions", fake_predict)
     image = tmp_path / "photo.jpg"
     image.write_bytes(b"")
     run_dir = tmp_path / "run"

@@ -20,7 +20,7 @@ from amsda_keras.data.source_files import read_post_texts
 from amsda_keras.data.table import DatasetTable
 from amsda_keras.data.validation import check_samples
 from amsda_keras import inference
-from amsda_keras.inference import load_run
+from amsda_keras.inference import load_trained_run
 from amsda_keras.training.config import ConfigError, resolve_config
 from tests.helpers import make_table_frame
 
@@ -166,7 +166,7 @@ def test_load_run_refuses_a_model_whose_outputs_do_not_match_the_class_names(run
     message = (r"gives 3 class scores.*2 class names \['positive', 'negative'\].*"
                r"config.yaml")
     with pytest.raises(ValueError, match=message):
-        load_run(copy)
+        load_trained_run(copy)
     with pytest.raises(SystemExit, match=message):
         predict.main(["--run", str(copy), "--data", str(demo), "--output",
                       str(tmp_path / "p.csv"), "--no-progress"])
@@ -187,7 +187,7 @@ def test_predict_output_that_is_a_folder_is_refused_before_any_work(run_dir, dem
     def no_work(*args, **kwargs):
         raise AssertionError("predict loaded the run before checking --output")
 
-    monkeypatch.setattr(inference, "load_run", no_work)
+    monkeypatch.setattr(inference, "load_trained_run", no_work)
     with pytest.raises(SystemExit, match=f"--output {tmp_path} is a folder"):
         predict.main(["--run", str(run_dir), "--data", str(demo), "--output", str(tmp_path)])
 

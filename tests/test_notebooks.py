@@ -69,6 +69,6 @@ def test_colab_cells_stop_early_and_resume(path):
     assert 'list_physical_devices("GPU")' in cells["gpu-check"]
     assert "raise RuntimeError" in cells["gpu-check"]
     train = cells["train"]
-    assert train.index('(RUN / "run.json").exists()') < train.index('"--resume", RUN')
+    assert train.index('(RUN / "run.json").exists()') < train.index("resume=RUN")
     assert "RUN = Path(RUNS) / RUN_NAME" in cells["parameters"]
     assert 'CACHE = "/content/drive/MyDrive/' in cells["parameters"]

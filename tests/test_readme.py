@@ -1,9 +1,9 @@
-"""Every shell snippet of README.md runs as written, in order, on the demo data.
+"""Every shell and Python snippet of README.md runs as written, in order, on the demo data.
 
 A block preceded by `<!-- readme-test: skip (reason) -->` is left out (set-up, the test
-command itself, real data, a stopped run). The others run verbatim with bash in one working
-folder, which holds what a user would bring: `photo.jpg`, `new_posts.jsonl` (no labels) and
-`labelled_posts.jsonl`.
+command itself, real data, a stopped run). The others run verbatim, with bash or python, in one
+working folder, which holds what a user would bring: `photo.jpg`, `new_posts.jsonl` (no labels)
+and `labelled_posts.jsonl`.
 """
 
 import json
@@ -54,16 +54,18 @@ def user_folder(tmp_path, isolated_cache):
     return tmp_path
 
 
-def test_readme_shell_blocks_run_as_written(user_folder):
+def test_readme_blocks_run_as_written(user_folder):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ran = 0
     for language, code, reason in readme_blocks():
-        if reason or language != "bash":
+        if reason:
             continue
-        result = subprocess.run(["bash", "-e", "-c", code], cwd=user_folder, env=env,
+        command = ["bash", "-e", "-c", code] if language == "bash" else [sys.executable, "-c", code]
+        result = subprocess.run(command, cwd=user_folder, env=env,
                                 capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
         assert result.returncode == 0, f"{code}\nfailed with:\n{result.stderr[-3000:]}"
         ran += 1
-    assert ran >= 4
+    assert ran >= 5
     assert (user_folder / "comparison.md").is_file()
+    assert (user_folder / "runs" / "api" / "seed-1" / "saved_model" / "saved_model.pb").is_file()
     assert (user_folder / "predictions.csv").is_file()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from amsda_keras import export, predict, train
-from amsda_keras.inference import load_run, logits_of
+from amsda_keras.inference import load_trained_run, logits_of
 from amsda_keras.training import inputs
 from tests.helpers import SMALL_MAHFNET
 
@@ -31,7 +31,7 @@ def trained_run(request, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / request.param
     train.main([*MODELS[request.param], "--output", str(run_dir), "--epochs", "1",
                 "--no-progress", "--set", "encoders.sequence_length=16"])
-    return load_run(run_dir)
+    return load_trained_run(run_dir)
 
 
 def dev_rows(run):
@@ -175,7 +175,7 @@ def test_a_run_trained_on_this_backend_exports_through_tensorflow(tmp_path):
     run_dir = tmp_path / "run"
     train.main(["--model", "baseline", "--output", str(run_dir), "--epochs", "2",
                 "--no-progress", "--set", "encoders.sequence_length=16"])
-    run = load_run(run_dir)
+    run = load_trained_run(run_dir)
     rows = dev_rows(run)
     expected = keras_probabilities(run, rows)
     export.main(["--run", str(run_dir)])  # in a tensorflow subprocess on jax and torch

@@ -206,8 +206,9 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
     """Merges defaults <- the model's defaults <- config file <- overrides and validates them.
 
     Args:
-        config_file: path of a YAML file, or None. A run folder's `config.yaml` is read with
-            `load_run_config`, so settings added since that run keep its behaviour.
+        config_file: path of a YAML file, a dict of settings nested the same way, or None. A
+            run folder's `config.yaml` is read with `load_run_config`, so settings added since
+            that run keep its behaviour.
         overrides: dict of dotted keys (`"training.epochs"`) to values; None values are ignored.
         model_builders: dict of model name to builder, to check `model` and `model_args`.
         model_defaults: dict of model name to a nested dict of settings that model uses
@@ -219,6 +220,8 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
     config = copy.deepcopy(DEFAULTS)
     if not config_file:
         file_settings = {}
+    elif isinstance(config_file, dict):
+        file_settings = copy.deepcopy(config_file)
     elif is_run_config(config_file):
         file_settings = load_run_config(config_file)
     else:
@@ -227,9 +230,10 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
     model = overrides.get("model", file_settings.get("model", DEFAULTS["model"]))
     if isinstance(model, str) and model in (model_defaults or {}):
         _merge(config, model_defaults[model], source=f"the defaults of model {model!r}")
-    _merge(config, file_settings, source=str(config_file))
+    source = "the config dict" if isinstance(config_file, dict) else str(config_file)
+    _merge(config, file_settings, source=source)
     for key, value in overrides.items():
-        _merge(config, _nest(key, value), source="command line")
+        _merge(config, _nest(key, value), source="the flags or keyword arguments")
     for key, choices in CHOICES.items():
         section, name = key.split(".")
         if config[section][name] not in choices:

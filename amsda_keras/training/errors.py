@@ -13,8 +13,13 @@ class TrainingDivergedError(RuntimeError):
     """The training loss became NaN or infinite; the message says where and what was kept."""
 
 
+class CommandFailedError(RuntimeError):
+    """A command run in a subprocess (export under the tensorflow backend) failed; the message
+    is its own."""
+
+
 USER_ERRORS = (EncoderUnavailableError, FileNotFoundError, FileExistsError, ValueError,
-               TrainingDivergedError)
+               TrainingDivergedError, CommandFailedError)
 DEBUG_VARIABLE = "AMSDA_KERAS_DEBUG"
 
 

@@ -10,7 +10,7 @@ from amsda_keras.data import read_dataset
 from amsda_keras.data.splits import VALIDATION, apply_splits_file
 from amsda_keras.data.table import relabel
 from amsda_keras.data.validation import SKIPPED_FILE, apply_bad_sample_policy
-from amsda_keras.inference import load_run, logits_of
+from amsda_keras.inference import load_trained_run, logits_of
 from amsda_keras.training import inputs, reporting
 
 ALL_ROWS = "all"
@@ -71,7 +71,7 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
         ValueError: the data has classes the run lacks (the message names both lists), or
             no row to score.
     """
-    run = load_run(run_dir)
+    run = load_trained_run(run_dir)
     config, class_names = run.config, run.class_names
     # A file in "auto" is a manifest (or no dataset at all, which read_dataset says).
     manifest = data_format == "manifest" or (data_format == "auto" and Path(data).is_file())
