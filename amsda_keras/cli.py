@@ -91,6 +91,10 @@ FLAGS = {
                 "ReduceLROnPlateau); it is never the one reported. auto: dev when "
                 "the data has dev and test, else a validation split carved from train "
                 "(data.validation_fraction), so dev stays untouched. last: keep the last epoch."}),
+    "--no-tensorboard": ("training.tensorboard", {
+        "action": "store_const", "const": False,
+        "help": "Write no TensorBoard logs (default: RUN/tensorboard, for `tensorboard "
+                "--logdir runs`)."}),
     "--cache-dir": ("features.cache_dir", {
         "help": "The feature cache folder itself (one subfolder per encoder and data). "
                 "Default: $AMSDA_KERAS_CACHE/features, or ~/.cache/amsda_keras/features."}),

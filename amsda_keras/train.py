@@ -38,7 +38,7 @@ TRAIN_FLAGS = (
     "--text-encoder", "--image-encoder", "--sequence-length", "--image-size",
     "--train-encoders", "--freeze-encoders", "--train-text-layers",
     "--modality", "--ablate", "--loss", "--select-on", "--precision", "--jit-compile",
-    "--distribute", "--cache-dir",
+    "--distribute", "--cache-dir", "--no-tensorboard",
     "--epochs", "--batch-size", "--learning-rate", "--seed", "--output",
 )
 

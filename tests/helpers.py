@@ -1,4 +1,7 @@
-"""Small data makers for the tests: a few real image files and a table over them."""
+"""Small data makers for the tests (a few real image files and a table over them), and a reader
+of TensorBoard event files."""
+
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -42,3 +45,19 @@ def with_rows(frame):
     frame = frame.copy()
     frame["row"] = np.arange(len(frame))
     return frame
+
+
+def logged_summaries(folder):
+    """`{tag: [(step, value), ...]}` of every TensorBoard event file in `folder`, in file order;
+    each value a NumPy array (an image: width, height, PNG). Read raw, so repeated steps show."""
+    import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
+
+    values = {}
+    for path in sorted(Path(folder).glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                values.setdefault(value.tag, []).append(
+                    (event.step, tf.make_ndarray(value.tensor)))
+    return values

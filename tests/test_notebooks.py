@@ -72,3 +72,5 @@ def test_colab_cells_stop_early_and_resume(path):
     assert train.index('(RUN / "run.json").exists()') < train.index("resume=RUN")
     assert "RUN = Path(RUNS) / RUN_NAME" in cells["parameters"]
     assert 'CACHE = "/content/drive/MyDrive/' in cells["parameters"]
+    assert "%tensorboard --logdir {RUNS}" in cells["tensorboard"]
+    assert list(cells).index("tensorboard") < list(cells).index("train")

@@ -11,6 +11,8 @@ import pytest
 
 from amsda_keras import train
 from amsda_keras.training.checkpoints import CHECKPOINT_DIR, latest_checkpoint
+from amsda_keras.training.tensorboard import TENSORBOARD_DIR
+from tests.helpers import logged_summaries
 
 
 @pytest.mark.backends
@@ -51,3 +53,10 @@ def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(killed / "history.csv"),
                                   pd.read_csv(uninterrupted / "history.csv"), rtol=1e-4)
     assert not (killed / CHECKPOINT_DIR).exists()
+    # The TensorBoard curves continue: every epoch once, across the killed and resumed files.
+    epochs_run = len(pd.read_csv(killed / "history.csv"))
+    for folder, tag in (("train", "epoch_loss"), ("validation", "epoch_loss"),
+                        ("selection", "confusion_matrix")):
+        values = logged_summaries(killed / TENSORBOARD_DIR / folder)
+        assert [step for step, _ in values[tag]] == list(range(epochs_run)), folder
+    assert "_hparams_/session_start_info" in values

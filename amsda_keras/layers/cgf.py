@@ -22,9 +22,12 @@ class CGF(keras.layers.Layer):
     Call arguments:
         text: float tensor of shape `[batch_size, length, d]`, the text emotion features.
         image: float tensor of shape `[batch_size, length, d]`, the image emotion features.
+        return_gates: bool. Whether to also return the two gates. Defaults to `False`.
 
     Returns:
-        A float tensor of shape `[batch_size, length, d]`, the cross-gated features `X_g`.
+        A float tensor of shape `[batch_size, length, d]`, the cross-gated features `X_g`; with
+        `return_gates=True` a dict with `"fused"` (`X_g`), `"text_gate"` (`sigmoid(W_t text)`,
+        which gates the image) and `"image_gate"` (`sigmoid(W_p image)`, which gates the text).
 
     Example:
 
@@ -58,9 +61,17 @@ class CGF(keras.layers.Layer):
                                               name="image_gate")
         self._image_gate.build(image_shape)
 
-    def call(self, text, image):
-        return (ops.sigmoid(self._text_gate(text)) * image
-                + ops.sigmoid(self._image_gate(image)) * text)
+    def call(self, text, image, return_gates=False):
+        text_gate = ops.sigmoid(self._text_gate(text))
+        image_gate = ops.sigmoid(self._image_gate(image))
+        fused = text_gate * image + image_gate * text
+        if return_gates:
+            return {"fused": fused, "text_gate": text_gate, "image_gate": image_gate}
+        return fused
 
-    def compute_output_shape(self, text_shape, image_shape):
-        return tuple(text_shape)
+    def compute_output_spec(self, text, image, return_gates=False):
+        fused = keras.KerasTensor(text.shape, dtype=self.compute_dtype)
+        if return_gates:
+            return {"fused": fused, "text_gate": keras.KerasTensor(text.shape, self.compute_dtype),
+                    "image_gate": keras.KerasTensor(image.shape, self.compute_dtype)}
+        return fused

@@ -110,6 +110,12 @@ def latest_checkpoint(run_dir):
     return state
 
 
+def checkpoint_time(checkpoint):
+    """When `latest_checkpoint`'s checkpoint was written (seconds since the epoch); 0 for
+    None. What the run logged after it belongs to epochs the resumed run trains again."""
+    return (Path(checkpoint["folder"]) / STATE_FILE).stat().st_mtime if checkpoint else 0.0
+
+
 def restore_training_state(model, checkpoint):
     """Loads a checkpoint's weights, optimizer variables and seed states into a compiled model
     whose optimizer variables exist (`run.build_training_state`)."""

@@ -90,6 +90,8 @@ DEFAULTS = {
         "probe_c_values": [0.0001, 0.001, 0.01, 0.1, 1.0, 10.0],
         # Write the whole training state (for --resume) every N epochs and after the last.
         "checkpoint_every": 1,
+        # TensorBoard logs in RUN/tensorboard (training/tensorboard.py).
+        "tensorboard": True,
         # Keras dtype policy: mixed_float16 on a T4 (Keras scales the loss), mixed_bfloat16 on
         # GPUs and TPUs that have bfloat16.
         "precision": "float32",

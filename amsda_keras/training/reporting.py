@@ -129,6 +129,11 @@ def markdown_table(frame):
 
 
 def plot_confusion_matrix(path, counts, class_names, title=""):
+    """Writes `confusion_matrix_figure` to the PNG `path`."""
+    save_figure(confusion_matrix_figure(counts, class_names, title), path)
+
+
+def confusion_matrix_figure(counts, class_names, title=""):
     """Counts and row-normalised confusion matrices side by side."""
     counts = np.asarray(counts)
     totals = counts.sum(axis=1, keepdims=True)
@@ -148,7 +153,7 @@ def plot_confusion_matrix(path, counts, class_names, title=""):
                  title=f"{title}\n{label}" if title else label)
         axes.set_xticklabels(class_names, rotation=45, ha="right")
         axes.set_yticklabels(class_names)
-    save_figure(figure, path)
+    return figure
 
 
 def plot_training_curves(path, history, selection="dev", kept=None):

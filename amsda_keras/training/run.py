@@ -41,8 +41,8 @@ from amsda_keras.training.callbacks import (FiniteModelCheckpoint, FusionWeights
                                             ShuffleEpoch, StopOnNonFiniteLoss, fusion_weights,
                                             fusion_weights_layer)
 from amsda_keras.training.checkpoints import (CHECKPOINT_DIR, EpochCheckpoint,
-                                              latest_checkpoint, restore_training_state,
-                                              trim_history)
+                                              checkpoint_time, latest_checkpoint,
+                                              restore_training_state, trim_history)
 from amsda_keras.training.distribute import (device_count, distribution_scope, split_evenly,
                                               without_data_sharding)
 from amsda_keras.training.errors import TrainingDivergedError
@@ -50,6 +50,7 @@ from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
 from amsda_keras.models.probe import PROBE
 from amsda_keras.training.probe import check_probe_settings, fit_probe
 from amsda_keras.training.protocol import apply_protocol
+from amsda_keras.training.tensorboard import tensorboard_callbacks
 
 # A model with dict outputs has `logits` and per-sample auxiliary losses (MAHFNet's
 # `contrastive`), each weighted by its `training.<name>_weight`.
@@ -111,7 +112,7 @@ def _train(config, progress, resume):
     if config["model"] == PROBE:
         chosen = fit_probe(model, batches, train_frame, selection_frame, settings, run_dir)
     else:
-        chosen = _fit(model, batches, train_frame, selection_frame, table.num_classes, settings,
+        chosen = _fit(model, batches, train_frame, selection_frame, table.num_classes, config,
                       run_dir, resume, checkpoint, progress)
 
     # The selected weights, into the trained model (whose trainable flags are the run's).
@@ -135,10 +136,11 @@ def _train(config, progress, resume):
     return run_dir
 
 
-def _fit(model, batches, train_frame, selection_frame, num_classes, settings, run_dir,
+def _fit(model, batches, train_frame, selection_frame, num_classes, config, run_dir,
          resume, checkpoint, progress):
     """Trains a Keras model with `fit`, keeping the best epoch on the selection split (the
     last epoch without one) in `model.keras`. Returns `{"best_epoch": n}`."""
+    settings = config["training"]
     class_weights = (
         balanced_class_weights(train_frame["label"], num_classes)
         if settings["class_weight"] == "balanced"
@@ -160,6 +162,10 @@ def _fit(model, batches, train_frame, selection_frame, num_classes, settings, ru
     if selection_data is None:
         monitor = None
     callbacks = _callbacks(run_dir, settings, monitor, model, append_history=resume)
+    if settings["tensorboard"]:
+        callbacks += tensorboard_callbacks(run_dir, config, model, selection_data,
+                                           kept_until=checkpoint_time(checkpoint) if resume
+                                           else None)
     if resume:
         # Rows a killed run logged after its last checkpoint (all of them without one).
         trim_history(run_dir / "history.csv", checkpoint["epochs_done"] if checkpoint else 0)
