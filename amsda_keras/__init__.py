@@ -6,7 +6,7 @@ From Python (a notebook):
     run = amsda_keras.train(model="mahfnet", epochs=2, seeds=[1, 2])
     amsda_keras.predict(run.runs[0], ["what a day"], ["photo.jpg"])
 
-`train`, `evaluate`, `predict`, `export` and `compare` take the keywords of their commands,
+`train`, `evaluate`, `predict`, `export`, `compare` and `tune` take the keywords of their commands,
 `python -m amsda_keras.<name>` (`--help` lists them; `train` also `seeds`, `folds` and `set`),
 and return a `Run`, a `RunGroup` or a pandas DataFrame; `load_run` opens a run folder. The
 other commands are `features`, `attention` and `reproduce`. Importing the package loads no
@@ -18,7 +18,7 @@ import importlib
 __version__ = "0.1.0"
 
 # Each is both the command's module and, called, its function (`cli.make_module_callable`).
-FUNCTIONS = ("train", "evaluate", "predict", "export", "compare")
+FUNCTIONS = ("train", "evaluate", "predict", "export", "compare", "tune")
 RUN_OBJECTS = ("load_run", "Run", "RunGroup")
 __all__ = [*FUNCTIONS, *RUN_OBJECTS]
 

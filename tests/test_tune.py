@@ -1,0 +1,119 @@
+"""`python -m amsda_keras.tune` (issue 28): a KerasTuner search whose trials are run folders, that
+resumes after a kill and never reads the split a run reports."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import amsda_keras
+from amsda_keras.data.demo import make_demo_dataset
+from amsda_keras.training.config import ConfigError, resolve_config
+
+SPACE = "training.learning_rate: {float: [1.0e-4, 1.0e-2], log: true}\nmodel_args.dropout: [0.0, 0.3]\n"
+SHARED = {"model": "baseline", "epochs": 2, "set": {"encoders.sequence_length": 16},
+          "tuner": "random", "trials": 3, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    path = tmp_path_factory.mktemp("space") / "space.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def split_demo(tmp_path_factory):
+    """The demo data with its own train/dev/test split (dev selects, test is untouched), and a
+    copy whose test labels are shuffled."""
+    folder = tmp_path_factory.mktemp("split_demo")
+    manifest = make_demo_dataset(folder)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for number, row in enumerate(rows):
+        row["split"] = {0: "test", 1: "dev"}.get(number % 10, "train")
+    labelled = ("label", "label_name")
+    test = [row for row in rows if row["split"] == "test"]
+    labels = [{key: row[key] for key in labelled if key in row} for row in test]
+    shuffled = [labels[i] for i in np.random.default_rng(0).permutation(len(labels))]
+    assert shuffled != labels
+    paths = {}
+    for name, test_labels in (("original", labels), ("shuffled", shuffled)):
+        for row, label in zip(test, test_labels):
+            row.update(label)
+        paths[name] = folder / f"{name}.jsonl"
+        paths[name].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return paths
+
+
+def test_a_search_writes_its_table_plot_and_best_config(space, tmp_path):
+    table = amsda_keras.tune(space, output=tmp_path, **SHARED)
+    assert len(table) == 3 and list(table["objective"]) == sorted(table["objective"],
+                                                                   reverse=True)
+    assert set(table.columns) >= {"training.learning_rate", "model_args.dropout",
+                                  "wall time (s)", "run"}
+    assert pd.read_csv(tmp_path / "trials.csv")["objective"].tolist() == pytest.approx(
+        table["objective"].tolist())
+    assert (tmp_path / "trials.md").read_text().startswith("| trial |")
+    assert (tmp_path / "objective.png").stat().st_size > 0
+    best = resolve_config(tmp_path / "best.yaml")  # what `train --config` does with it
+    assert best["training"]["learning_rate"] == pytest.approx(
+        table["training.learning_rate"][0])
+    assert best["output"] is None
+    best_run = amsda_keras.load_run(table["run"][0])
+    selection = best_run.metrics.loc[best_run.metrics["role"] == "selection", "accuracy"]
+    assert table["objective"][0] == pytest.approx(selection.iloc[0])
+
+
+def test_the_search_never_reads_the_untouched_split(space, split_demo, tmp_path):
+    tables, best = {}, {}
+    for name, data in split_demo.items():
+        tables[name] = amsda_keras.tune(space, data=str(data), output=tmp_path / name, **SHARED)
+        config = yaml.safe_load((tmp_path / name / "best.yaml").read_text())
+        del config["data"]["path"]
+        best[name] = config
+        assert amsda_keras.load_run(tables[name]["run"][0]).info["untouched_splits"] == ["test"]
+    columns = ["trial", "training.learning_rate", "model_args.dropout", "objective"]
+    pd.testing.assert_frame_equal(tables["original"][columns], tables["shuffled"][columns])
+    assert best["original"] == best["shuffled"]
+
+
+def test_a_killed_search_resumes(space, tmp_path):
+    command = [sys.executable, "-m", "amsda_keras.tune", "--space", str(space),
+               "--model", "baseline", "--epochs", "3", "--tuner", "random", "--trials", "3",
+               "--set", "encoders.sequence_length=16", "--output", str(tmp_path),
+               "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 600
+    while not list(tmp_path.glob("trials/*/run.json")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no trial finished in 10 minutes"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read()[-3000:]
+    assert not (tmp_path / "trials.csv").exists()
+    (first,) = tmp_path.glob("trials/*/run.json")
+    finished_at = first.stat().st_mtime
+
+    subprocess.run(command, check=True, capture_output=True)
+    table = pd.read_csv(tmp_path / "trials.csv")
+    assert len(table) == 3 and table["trial"].nunique() == 3
+    assert first.stat().st_mtime == finished_at  # read again, not retrained
+
+
+def test_a_bad_space_or_key_fails_before_any_trial(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training.learning_rate: {float: [0.1]}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: `training.learning_rate` must be"):
+        amsda_keras.tune(bad, output=tmp_path / "out", **SHARED)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("training.lerning_rate: [0.1, 0.01]\n")
+    with pytest.raises(ConfigError, match="Unknown setting `training.lerning_rate`"):
+        amsda_keras.tune(unknown, output=tmp_path / "out", **SHARED)
+    assert not (tmp_path / "out").exists()
