@@ -21,6 +21,7 @@ Examples:
 """
 
 import argparse
+import os
 from pathlib import Path
 
 from amsda_keras.cli import (add_config_flags, config_overrides, keyword_overrides,
@@ -33,6 +34,8 @@ from amsda_keras.training.errors import user_errors
 TUNERS = ("bayesian", "random", "hyperband")
 OBJECTIVES = ("accuracy", "weighted_f1", "macro_f1")
 DEFAULT_TRIALS = 10
+# KerasTuner's distributed mode: a chief oracle at this address, workers with their own ids.
+ORACLE_ADDRESS, TUNER_ID, CHIEF = "KERASTUNER_ORACLE_IP", "KERASTUNER_TUNER_ID", "chief"
 # The flags every trial shares; --output is the search's folder.
 SHARED_FLAGS = tuple(flag for flag in TRAIN_FLAGS if flag != "--output")
 
@@ -74,7 +77,8 @@ def tune(space, config=None, *, tuner="bayesian", trials=DEFAULT_TRIALS, objecti
         **settings: `train`'s keywords (`model`, `data`, `epochs`, `seed`, ...) for every trial.
 
     Returns:
-        A DataFrame, one row per finished trial, best objective first (`trials.csv`).
+        A DataFrame, one row per finished trial, best objective first (`trials.csv`); None
+        in a worker of a distributed search (the chief writes the table).
 
     Raises:
         ConfigError: a bad space file, key or value, or a config without a selection split.
@@ -118,6 +122,9 @@ def tune(space, config=None, *, tuner="bayesian", trials=DEFAULT_TRIALS, objecti
         search.search()
     except keras_tuner.errors.FatalError as error:
         raise (error.__cause__ or error) from None
+    if os.environ.get(ORACLE_ADDRESS) and os.environ.get(TUNER_ID) != CHIEF:
+        print(f"No trial left for this worker; the chief writes the trial table to {output}.")
+        return None
     table = write_results(search, space_settings, output, objective)
     print(f"\nTrials (selection split {objective}, best first), {Path(output) / 'trials.md'}:")
     print(table.drop(columns="run").round(4).to_string(index=False))

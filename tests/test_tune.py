@@ -2,7 +2,9 @@
 resumes after a kill and never reads the split a run reports."""
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +18,8 @@ import amsda_keras
 from amsda_keras.data.demo import make_demo_dataset
 from amsda_keras.training.config import ConfigError, resolve_config
 
-SPACE = "training.learning_rate: {float: [1.0e-4, 1.0e-2], log: true}\nmodel_args.dropout: [0.0, 0.3]\n"
+SPACE = ("training.learning_rate: {float: [1.0e-4, 1.0e-2], log: true}\n"
+         "model_args.dropout: [0.0, 0.3]\n")
 SHARED = {"model": "baseline", "epochs": 2, "set": {"encoders.sequence_length": 16},
           "tuner": "random", "trials": 3, "progress": False}
 
@@ -117,3 +120,31 @@ def test_a_bad_space_or_key_fails_before_any_trial(tmp_path):
     with pytest.raises(ConfigError, match="Unknown setting `training.lerning_rate`"):
         amsda_keras.tune(unknown, output=tmp_path / "out", **SHARED)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_distributed_search_runs_its_trials_on_the_workers(space, tmp_path):
+    with socket.socket() as probe:  # a free port for the chief's oracle
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "amsda_keras.tune", "--space", str(space),
+               "--model", "baseline", "--epochs", "1", "--tuner", "random", "--trials", "4",
+               "--set", "encoders.sequence_length=16", "--output", str(tmp_path),
+               "--no-progress"]
+    environment = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                   "KERASTUNER_ORACLE_PORT": str(port)}
+    processes = {tuner_id: subprocess.Popen(
+        command, env={**environment, "KERASTUNER_TUNER_ID": tuner_id},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for tuner_id in ("chief", "tuner0", "tuner1")}
+    outputs = {tuner_id: process.communicate(timeout=600)[0]
+               for tuner_id, process in processes.items()}
+    for tuner_id, process in processes.items():
+        assert process.returncode == 0, outputs[tuner_id][-3000:]
+    table = pd.read_csv(tmp_path / "trials.csv")
+    assert len(table) == 4
+    trained = {tuner_id: output.count("Run folder: ") for tuner_id, output in outputs.items()}
+    assert trained["chief"] == 0 and trained["tuner0"] + trained["tuner1"] == 4
+    # Both workers asked the chief for trials until none was left (which one got more
+    # depends on how fast each started).
+    assert all("No trial left for this worker" in outputs[worker]
+               for worker in ("tuner0", "tuner1"))
