@@ -3,7 +3,7 @@
 Each trial is an ordinary run folder (OUTPUT/trials/trial-<id>: `compare`, `evaluate` and
 TensorBoard work on it) trained with the usual `train` flags plus the trial's values of the keys
 in `--space` (a YAML file: `key: {float: [min, max], log: true}`, `key: {int: [min, max],
-step: N}` or `key: [choice, ...]`; see configs/search_mahfnet_head.yaml). The objective is
+step: N}` or `key: [choice, ...]`; see configs/search/mahfnet_head.yaml). The objective is
 the selection split's accuracy (or F1) at each trial's kept epoch: the validation split
 carved from train, or dev when the data also has test; never the untouched split. OUTPUT gets
 `trials.csv` and `trials.md` (best first, with each trial's settings and wall time),
@@ -14,7 +14,7 @@ result: train `best.yaml` and report its untouched score. Killed, the same comma
 From Python, `amsda_keras.tune(space, ...)` takes the same settings and returns the trial table.
 
 Examples:
-    python -m amsda_keras.tune --space configs/search_mahfnet_head.yaml \\
+    python -m amsda_keras.tune --space configs/search/mahfnet_head.yaml \\
         --config configs/mahfnet_mvsa_single_offline.yaml --epochs 4 --trials 20 \\
         --output runs/search-mahfnet
     python -m amsda_keras.tune --model baseline --space space.yaml --tuner random --trials 3

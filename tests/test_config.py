@@ -151,3 +151,15 @@ def test_resume_and_longer_runs_read_a_run_folder_config_as_the_run_behaved(tmp_
     # ... a run folder's config (beside its splits.csv) what that run did.
     (tmp_path / "splits.csv").write_text("id,split\n")
     assert resolve_config(tmp_path / "config.yaml")["encoders"]["clip_class_token"]
+
+
+def test_every_shipped_search_space_resolves_for_its_model():
+    from pathlib import Path
+
+    from amsda_keras.training.search import check_space, read_space
+
+    spaces = sorted((Path(__file__).resolve().parents[1] / "configs" / "search").glob("*.yaml"))
+    assert spaces
+    for path in spaces:
+        model = path.stem.split("_")[0]  # mahfnet_head.yaml searches MAHFNet
+        check_space(read_space(path), {"model": model}, {}, MODEL_BUILDERS)

@@ -81,6 +81,14 @@ DEFAULTS = {
         # reduce_lr_factor after reduce_lr_patience epochs without improvement (None: off).
         "reduce_lr_patience": None,
         "reduce_lr_factor": 0.1,
+        # The learning rate rises linearly over the first warmup_epochs epochs, and with
+        # cosine_decay falls along a half cosine to 0 over the rest (per epoch, before StepLR).
+        "warmup_epochs": 0,
+        "cosine_decay": False,
+        # > 0: AdamW with this decoupled weight decay instead of Adam.
+        "weight_decay": 0.0,
+        # Cross-entropy against targets moved this far towards uniform (not with focal).
+        "label_smoothing": 0.0,
         "loss": "cross_entropy",  # or "focal": weighted focal loss (A-MSDA).
         "focal_alpha": 0.27,
         "focal_gamma": 1.9,
@@ -132,6 +140,9 @@ RANGES = {
     "training.focal_alpha": (0, None, True),
     "training.focal_gamma": (0, None, False),
     "training.contrastive_weight": (0, None, False),
+    "training.warmup_epochs": (0, None, False),
+    "training.weight_decay": (0, None, False),
+    "training.label_smoothing": (0, 1, False),
 }
 # Builder arguments that come from the data and encoders, never from a config.
 RUNTIME_MODEL_ARGS = {"num_classes", "text_dim", "image_dim"}
@@ -249,6 +260,7 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
     _check_class_names(config["data"]["class_names"])
     _check_text_trainable_layers(config["encoders"])
     _check_protocol(config)
+    _check_optimisation(config["training"])
     if model_builders is not None:
         _check_model(config, model_builders)
     return config
@@ -356,6 +368,15 @@ def _check_text_trainable_layers(encoder_config):
         raise ConfigError("`encoders.text_trainable_layers` trains the last layers of frozen "
                           "encoders, but `encoders.trainable: true` already trains them all; "
                           "set one of them.")
+
+
+def _check_optimisation(training):
+    if training["label_smoothing"] and training["loss"] != "cross_entropy":
+        raise ConfigError("`training.label_smoothing` smooths the cross-entropy's targets; "
+                          f"with `training.loss: {training['loss']}` it must be 0.")
+    if training["warmup_epochs"] >= training["epochs"]:
+        raise ConfigError("`training.warmup_epochs` must be fewer than `training.epochs`. "
+                          f"Received: {training['warmup_epochs']} of {training['epochs']}")
 
 
 def _check_protocol(config):

@@ -65,3 +65,32 @@ class WeightedFocalLoss(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma,
                 "class_weights": self.class_weights, "from_logits": self.from_logits}
+
+
+@keras.saving.register_keras_serializable(package="amsda_keras")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels against smoothed targets: the true class gets
+    `1 - label_smoothing + label_smoothing / classes`, every other `label_smoothing / classes`
+    (Keras' `SparseCategoricalCrossentropy` has no smoothing).
+
+    Args:
+        label_smoothing: float in [0, 1]. 0 is the plain cross-entropy.
+        **kwargs: `name`, `reduction` and `dtype`, passed to `keras.losses.Loss`.
+    """
+
+    def __init__(self, label_smoothing=0.1, name="smoothed_sparse_crossentropy", **kwargs):
+        if isinstance(label_smoothing, bool) or not 0 <= label_smoothing <= 1:
+            raise ValueError("`label_smoothing` must be a float in [0, 1]. "
+                             f"Received: label_smoothing={label_smoothing!r}")
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        y_pred = ops.cast(y_pred, "float32")
+        return keras.losses.categorical_crossentropy(
+            ops.one_hot(labels, ops.shape(y_pred)[-1]), y_pred, from_logits=True,
+            label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}

@@ -12,6 +12,7 @@ removed once the run is done.
 """
 
 import json
+import math
 import platform
 import shutil
 import subprocess
@@ -46,7 +47,8 @@ from amsda_keras.training.checkpoints import (CHECKPOINT_DIR, EpochCheckpoint,
 from amsda_keras.training.distribute import (device_count, distribution_scope, split_evenly,
                                               without_data_sharding)
 from amsda_keras.training.errors import TrainingDivergedError
-from amsda_keras.training.losses import OutputMean, WeightedFocalLoss
+from amsda_keras.training.losses import (OutputMean, SmoothedSparseCrossentropy,
+                                         WeightedFocalLoss)
 from amsda_keras.models.probe import PROBE
 from amsda_keras.training.probe import check_probe_settings, fit_probe
 from amsda_keras.training.protocol import apply_protocol
@@ -255,11 +257,15 @@ def compile_for_training(model, settings, class_weights=None):
 
     Returns the selection split's metric that picks the best epoch.
     """
-    optimizer = keras.optimizers.Adam(settings["learning_rate"])
+    optimizer = (keras.optimizers.AdamW(settings["learning_rate"],
+                                        weight_decay=settings["weight_decay"])
+                 if settings["weight_decay"] else keras.optimizers.Adam(settings["learning_rate"]))
     if settings["loss"] == "focal":
         classification = WeightedFocalLoss(
             alpha=settings["focal_alpha"], gamma=settings["focal_gamma"],
             class_weights=None if class_weights is None else class_weights.tolist())
+    elif settings["label_smoothing"]:
+        classification = SmoothedSparseCrossentropy(settings["label_smoothing"])
     else:
         classification = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if not _has_auxiliary_outputs(model):
@@ -319,8 +325,9 @@ def with_targets(model, dataset):
 def _callbacks(run_dir, settings, monitor, model, append_history):
     """The run's callbacks; with `monitor` None (no selection split), every epoch is saved."""
     callbacks = []
-    if settings["lr_step_epochs"] is not None:
-        callbacks.append(keras.callbacks.LearningRateScheduler(_step_lr(settings)))
+    if (settings["lr_step_epochs"] is not None or settings["warmup_epochs"]
+            or settings["cosine_decay"]):
+        callbacks.append(keras.callbacks.LearningRateScheduler(epoch_learning_rate(settings)))
     if settings["reduce_lr_patience"] is not None:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=settings["reduce_lr_factor"],
@@ -351,11 +358,21 @@ def _divergence_message(run_dir, epoch, batch, loss):
             f"infinite values in the inputs.")
 
 
-def _step_lr(settings):
-    """PyTorch's StepLR per epoch: lr * gamma ** (epoch // step), logged as `learning_rate`."""
-    initial, step, gamma = (settings["learning_rate"], settings["lr_step_epochs"],
-                            settings["lr_step_gamma"])
-    return lambda epoch, _: initial * gamma ** (epoch // step)
+def epoch_learning_rate(settings):
+    """The learning rate of each epoch (counted from 0), logged as `learning_rate`: a linear
+    warm-up over `warmup_epochs`, then a half cosine to 0 over the other epochs with
+    `cosine_decay`, and PyTorch's StepLR (times `lr_step_gamma` every `lr_step_epochs`)."""
+    initial, warmup, epochs = (settings["learning_rate"], settings["warmup_epochs"],
+                               settings["epochs"])
+    step, gamma = settings["lr_step_epochs"], settings["lr_step_gamma"]
+
+    def learning_rate(epoch, _=None):
+        rate = initial * min(1.0, (epoch + 1) / (warmup + 1)) if warmup else initial
+        if settings["cosine_decay"] and epoch >= warmup:
+            rate *= 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / (epochs - warmup)))
+        return rate * gamma ** (epoch // step) if step else rate
+
+    return learning_rate
 
 
 def source_commit():
