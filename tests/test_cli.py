@@ -17,7 +17,7 @@ from amsda_keras.training import run, seeds
 from amsda_keras.training.config import DEFAULTS, resolve_config, save_config
 
 ENTRY_POINTS = ("train", "evaluate", "predict", "export", "features", "attention", "compare",
-                "reproduce", "tune")
+                "reproduce", "tune", "diagrams")
 FRAMEWORKS = ("tensorflow", "keras", "keras_hub", "jax", "torch")
 # `train --help` took 7.5 s of CPU (10-14 s wall) when it started TensorFlow; 1.6-2 s without.
 HELP_CPU_SECONDS = 3.0
