@@ -1,8 +1,10 @@
 """`python -m amsda_keras.evaluate`: score a dataset with a trained run.
 
-Example:
+Examples:
     python -m amsda_keras.evaluate --run runs/baseline-20261123-101500 \
         --data ../shared/datasets/mvsa_single/mvsa_single.jsonl --split dev
+    python -m amsda_keras.evaluate --run runs/mahfnet-seeds \
+        --data ../shared/datasets/mvsa_single/mvsa_single.jsonl --split dev   # seed ensemble
 
 From Python, `amsda_keras.evaluate(run, data, split="dev")` returns the metrics table.
 """
@@ -18,7 +20,10 @@ from amsda_keras.training.errors import user_errors
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m amsda_keras.evaluate",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, help="Run folder written by amsda_keras.train.")
+    parser.add_argument("--run", required=True, action="append",
+                        help="Run folder written by amsda_keras.train, or a --seeds/--folds "
+                             "folder; repeat it, or give a group, for an ensemble that "
+                             "averages the runs' class probabilities.")
     parser.add_argument("--data", required=True, help="Manifest or dataset folder to score.")
     parser.add_argument("--data-format", default="auto", choices=("auto",) + tuple(FORMATS),
                         help="Dataset layout (default: auto, detected).")
@@ -36,7 +41,8 @@ def evaluate(run, data, *, split=None, data_format="auto", output=None, on_bad_s
     report, confusion matrices) to `output`. Returns the metrics, one row per split.
 
     Args:
-        run: a run folder written by `train`, or its `Run`.
+        run: a run folder written by `train` or its `Run`; or several (a list, a `RunGroup`
+            or a --seeds/--folds folder): an ensemble averaging their class probabilities.
         data: a manifest or dataset folder labelled with (some of) the run's classes.
         split: score only this split; None scores every split (or every row).
         data_format: the dataset layout, or "auto".
@@ -47,11 +53,11 @@ def evaluate(run, data, *, split=None, data_format="auto", output=None, on_bad_s
     Raises:
         ValueError: the data has classes the run lacks, or no such split or row to score.
     """
-    from amsda_keras.runs import metrics_frame, run_directory
+    from amsda_keras.runs import metrics_frame, run_directories
     from amsda_keras.training.evaluation import evaluate_run
 
     quiet_tensorflow()
-    return metrics_frame(evaluate_run(run_directory(run), data, data_format=data_format,
+    return metrics_frame(evaluate_run(run_directories(run), data, data_format=data_format,
                                       split=split, output=output, on_bad_sample=on_bad_sample,
                                       progress=progress))
 

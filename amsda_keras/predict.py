@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from amsda_keras.cli import make_module_callable
@@ -43,7 +44,10 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m amsda_keras.predict", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    parser.add_argument("--run", required=True, help="Run folder written by amsda_keras.train.")
+    parser.add_argument("--run", required=True, action="append",
+                        help="Run folder written by amsda_keras.train, or a --seeds/--folds "
+                             "folder; repeat it, or give a group, for an ensemble that "
+                             "averages the runs' class probabilities.")
     parser.add_argument("--text", help="The post's text (with --image).")
     parser.add_argument("--image", help="The post's image file (with --text).")
     parser.add_argument("--data", help="A manifest (.jsonl/.csv) or dataset folder to label.")
@@ -61,7 +65,9 @@ def predict(run, texts=None, images=None, *, data=None, output=None,
     """Labels posts with a trained run. Returns a DataFrame with the CSV's columns (above).
 
     Args:
-        run: a run folder written by `train`, or its `Run`.
+        run: a run folder written by `train` or its `Run`; or several (a list, a `RunGroup`
+            or a --seeds/--folds folder): an ensemble averaging their class probabilities
+            (without A-MSDA's fusion weights, which differ per run).
         texts, images: the posts, paired in order: a list of texts and a list of images, each
             an image file's path or its bytes (JPEG, PNG, ...). One post may be given as a str
             and a path.
@@ -74,8 +80,6 @@ def predict(run, texts=None, images=None, *, data=None, output=None,
         ValueError: neither or both of (`texts`, `images`) and `data`; `texts` and `images` of
             different lengths; `output` is a folder.
     """
-    from amsda_keras.runs import Run, run_directory
-
     if (data is None) == (texts is None and images is None) or (
             data is None and None in (texts, images)):
         raise ValueError("predict() takes either texts and images, or data.")
@@ -84,22 +88,40 @@ def predict(run, texts=None, images=None, *, data=None, output=None,
     if output is not None and Path(output).is_dir():
         raise ValueError(f"--output {output} is a folder; name the CSV file to write.")
     quiet_tensorflow()
-    if isinstance(run, Run):
-        trained = run.trained
-    else:
-        from amsda_keras.inference import load_trained_run
-
-        trained = load_trained_run(run_directory(run))
+    trained = trained_runs(run)
     with tempfile.TemporaryDirectory() as folder:
         if data is not None:
-            table, shown_images = read_posts(data, trained), {}
+            table, shown_images = read_posts(data, trained[0]), {}
         else:
-            table, shown_images = posts_table(texts, images, trained.class_names, folder)
+            table, shown_images = posts_table(texts, images, trained[0].class_names, folder)
         written = Path(output) if output is not None else Path(folder) / "predictions.csv"
         write_predictions(trained, table, written, batch_size, progress)
         frame = read_predictions(written)
     frame["image"] = frame["image"].replace(shown_images)
     return frame
+
+
+def trained_runs(runs):
+    """The `inference.TrainedRun` of each run in `runs` (see `predict`), of one class list.
+
+    Raises:
+        ValueError: the runs' class names differ.
+    """
+    from amsda_keras.inference import load_trained_run
+    from amsda_keras.runs import Run, RunGroup, run_directories
+
+    trained = []
+    for item in runs if isinstance(runs, (list, tuple)) else [runs]:
+        if isinstance(item, (Run, RunGroup)):
+            trained += [run.trained for run in getattr(item, "runs", [item])]
+        else:
+            trained += [load_trained_run(directory) for directory in run_directories(item)]
+    for other in trained[1:]:
+        if other.class_names != trained[0].class_names:
+            raise ValueError(f"{other.directory} has the classes {other.class_names}, but "
+                             f"{trained[0].directory} has {trained[0].class_names}: an "
+                             "ensemble needs one set.")
+    return trained
 
 
 def posts_table(texts, images, class_names, folder):
@@ -132,11 +154,12 @@ def read_predictions(path):
     return frame
 
 
-def write_predictions(run, table, output, batch_size=DEFAULT_BATCH_SIZE, progress=True):
-    """Predicts every usable row of `table` with `run` and writes the CSV `output`.
+def write_predictions(runs, table, output, batch_size=DEFAULT_BATCH_SIZE, progress=True):
+    """Predicts every usable row of `table` with `runs` (their mean probabilities) and writes
+    the CSV `output`.
 
     Args:
-        run: an `inference.TrainedRun`.
+        runs: a list of `inference.TrainedRun` of one class list (one run, or an ensemble).
         table: a `DatasetTable` whose labels, if any, use the run's class names (`UNLABELED`
             for none); its `rejected` samples are listed at the end.
         output: path of the CSV.
@@ -153,11 +176,13 @@ def write_predictions(run, table, output, batch_size=DEFAULT_BATCH_SIZE, progres
     for position, bad in find_problems(table, progress=progress):
         reasons.setdefault(position, []).append(bad.reason)
     usable = frame.drop(index=frame.index[list(reasons)])
-    probabilities = _probabilities(run, usable, batch_size, progress)
-    weights = {name: f"{value:.6f}" for name, value in fusion_weights(run.model).items()}
+    probabilities = _probabilities(runs, usable, batch_size, progress)
+    weights = ({name: f"{value:.6f}" for name, value in fusion_weights(runs[0].model).items()}
+               if len(runs) == 1 else {})
+    class_names = runs[0].class_names
     labelled = bool((frame["label"] != UNLABELED).any())
     columns = (["id", "text", "image", "label"]
-               + [f"probability_{name}" for name in run.class_names] + list(weights)
+               + [f"probability_{name}" for name in class_names] + list(weights)
                + ["true_label"] * labelled + ["reason"])
 
     output = Path(output)
@@ -169,14 +194,14 @@ def write_predictions(run, table, output, batch_size=DEFAULT_BATCH_SIZE, progres
         for position, row in enumerate(frame.itertuples()):
             values = {"id": row.id, "text": row.text, "image": row.image}
             if labelled and row.label != UNLABELED:
-                values["true_label"] = run.class_names[row.label]
+                values["true_label"] = class_names[row.label]
             if position in reasons:
                 values["reason"] = "; ".join(reasons[position])
             else:
                 probs = next(probabilities)
-                values["label"] = run.class_names[int(probs.argmax())]
+                values["label"] = class_names[int(probs.argmax())]
                 values.update({f"probability_{name}": f"{p:.6f}"
-                               for name, p in zip(run.class_names, probs)}, **weights)
+                               for name, p in zip(class_names, probs)}, **weights)
             writer.writerow(values)
         next(probabilities, None)  # runs the generator to its end, which closes the bar
         for bad in table.rejected:
@@ -184,7 +209,17 @@ def write_predictions(run, table, output, batch_size=DEFAULT_BATCH_SIZE, progres
     return len(usable), len(reasons) + len(table.rejected)
 
 
-def _probabilities(run, frame, batch_size, progress):
+def _probabilities(runs, frame, batch_size, progress):
+    """Yields the class probabilities of each row of `frame`: the one run's, or the mean of
+    an ensemble's (each run predicts the whole frame in turn)."""
+    if len(runs) == 1:
+        yield from _run_probabilities(runs[0], frame, batch_size, progress)
+        return
+    yield from np.mean([np.asarray(list(_run_probabilities(run, frame, batch_size, progress)))
+                        for run in runs], axis=0)
+
+
+def _run_probabilities(run, frame, batch_size, progress):
     """Yields the class probabilities of each row of `frame`, predicting batch by batch."""
     from keras import ops
 
@@ -223,7 +258,7 @@ def main(argv=None):
         if single:
             _predict_single(args.run, args.text, args.image, args.output)
             return
-        output = args.output or Path(args.run) / "predictions" / f"{Path(args.data).stem}.csv"
+        output = args.output or Path(args.run[0]) / "predictions" / f"{Path(args.data).stem}.csv"
         frame = predict(args.run, data=args.data, output=output, batch_size=args.batch_size,
                         progress=not args.no_progress)
         failed = int((frame["reason"] != "").sum())

@@ -41,6 +41,20 @@ def run_directory(run):
     return run.directory if isinstance(run, Run) else Path(run)
 
 
+def run_directories(runs):
+    """The run folders of `runs`: a `Run`, a `RunGroup` (its runs), a path to either, or a
+    list of those (an ensemble)."""
+    if isinstance(runs, (list, tuple)):
+        return [directory for run in runs for directory in run_directories(run)]
+    if isinstance(runs, (Run, RunGroup)):
+        group = runs
+    else:
+        group = load_run(runs) if (Path(runs) / SUMMARY_FILE).is_file() else None
+    if isinstance(group, RunGroup):
+        return [run.directory for run in group.runs]
+    return [run_directory(runs)]
+
+
 def metrics_frame(metrics):
     """A `metrics.json`-style dict as a DataFrame: one row per split, one column per metric
     (`role` says which split selected and which are untouched)."""

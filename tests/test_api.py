@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -146,3 +147,23 @@ def test_export_returns_the_saved_model_folder(demo_run, tmp_path):
     folder = amsda_keras.export(demo_run, tmp_path / "saved_model")
     assert folder == tmp_path / "saved_model" and (folder / "saved_model.pb").is_file()
     assert time.perf_counter() - started < 120
+
+
+def test_an_ensemble_averages_its_runs_probabilities(demo_run, demo_group, tmp_path):
+    manifest_file = Path(demo_run.config["data"]["path"])
+    rows = pd.read_json(manifest_file, lines=True).head(3)
+    texts, images = rows["text"].tolist(), [str(manifest_file.parent / image)
+                                            for image in rows["image"]]
+    members = [amsda_keras.predict(run, texts, images, progress=False)
+               for run in demo_group.runs]
+    ensemble = amsda_keras.predict(demo_group, texts, images, progress=False)
+    columns = [name for name in ensemble if name.startswith("probability_")]
+    np.testing.assert_allclose(ensemble[columns],
+                               np.mean([member[columns] for member in members], axis=0),
+                               atol=1e-5)
+    assert ensemble.equals(amsda_keras.predict(demo_group.runs, texts, images, progress=False))
+    # The seeds drew different splits: one run's test rows trained another.
+    with pytest.raises(ValueError, match="drew different splits"):
+        amsda_keras.evaluate(demo_group, manifest_file, split="test", progress=False)
+    every_row = amsda_keras.evaluate(demo_group, manifest_file, output=tmp_path, progress=False)
+    assert list(every_row.index) == ["all"] and every_row.loc["all", "num_samples"] == 480

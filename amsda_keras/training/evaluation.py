@@ -24,6 +24,13 @@ def score(model, frame, batches, class_names, directory, batch_size, protocol=No
     `batches` is the `make(part, **options)` function of `inputs.batches_for`; `protocol`, a
     trained run's `Protocol`, gives each split's role in the reports.
     """
+    parts, probabilities = split_probabilities(model, frame, batches, batch_size)
+    return write_scores(parts, probabilities, class_names, directory, protocol)
+
+
+def split_probabilities(model, frame, batches, batch_size):
+    """`(parts, probabilities)`: the rows of `frame` per split, in report order, and the
+    model's class probabilities for each split's rows."""
     parts = {split: part for split, part in sorted(
         frame.groupby("split", sort=False), key=lambda pair: _split_rank(pair[0]))}
     # One `predict` over the splits' batches in a row: a `predict` per split makes tensorflow
@@ -34,7 +41,12 @@ def score(model, frame, batches, class_names, directory, batch_size, protocol=No
     every_row = ops.convert_to_numpy(ops.softmax(ops.cast(
         logits_of(model.predict(dataset, verbose=0)), "float32")))
     ends = np.cumsum([len(part) for part in parts.values()])
-    probabilities = dict(zip(parts, np.split(every_row, ends[:-1])))
+    return parts, dict(zip(parts, np.split(every_row, ends[:-1])))
+
+
+def write_scores(parts, probabilities, class_names, directory, protocol=None):
+    """Writes the predictions and reports of `split_probabilities`' output into `directory`
+    and prints a summary. Returns the metrics dict, keyed by split."""
     reporting.write_predictions(directory / reporting.PREDICTIONS_FILE, parts, probabilities,
                                 class_names)
     predictions = {split: (parts[split]["label"].to_numpy(), values.argmax(axis=-1))
@@ -47,32 +59,41 @@ def score(model, frame, batches, class_names, directory, batch_size, protocol=No
     return results
 
 
-def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
+def evaluate_run(run_dirs, data, *, data_format="auto", split=None, output=None,
                  on_bad_sample=None, progress=True):
-    """Scores the dataset `data` with the trained run in `run_dir`.
+    """Scores the dataset `data` with a trained run, or with an ensemble of runs.
 
     Args:
-        run_dir: a run folder written by `train`.
-        data: a manifest or dataset folder labelled with (some of) the run's classes. A
+        run_dirs: a run folder written by `train`, or a list of them: an ensemble that
+            averages their class probabilities. Their class names must match; the data is
+            read with the first run's settings.
+        data: a manifest or dataset folder labelled with (some of) the runs' classes. A
             manifest is read with its own class names, as `train` reads it, and matched to the
             run's by name; int labels without a `label_name` are the run's class indices. The
             other formats must have the run's classes.
         data_format: reader to use, or `"auto"`.
         split: score only this split; None scores every split, or every row when the data has
             no `split` field. Data without splits of its own (the run's own dataset when the
-            run drew its split) takes them from the run's `splits.csv`.
-        output: folder for the reports. Defaults to `<run_dir>/evaluation/<data name>[-<split>]`.
-        on_bad_sample: `"skip"` or `"error"`; None keeps the run's setting.
+            run drew its split) takes them from the run's `splits.csv`, which every run of an
+            ensemble must share.
+        output: folder for the reports. Defaults to `<run_dir>/evaluation/<data name>[-<split>]`
+            (`-ensemble-of-N` appended for N runs, in the first run's folder).
+        on_bad_sample: `"skip"` or `"error"`; None keeps the first run's setting.
 
     Returns:
         The metrics dict, keyed by split.
 
     Raises:
         ValueError: the data has classes the run lacks (the message names both lists), or
-            no row to score.
+            no row to score; the runs of an ensemble differ in classes or in the split drawn.
     """
-    run = load_trained_run(run_dir)
-    config, class_names = run.config, run.class_names
+    runs = [load_trained_run(run_dir) for run_dir in
+            ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
+    run, config, class_names = runs[0], runs[0].config, runs[0].class_names
+    for other in runs[1:]:
+        if other.class_names != class_names:
+            raise ValueError(f"{other.directory} has the classes {other.class_names}, but "
+                             f"{run.directory} has {class_names}: an ensemble needs one set.")
     # A file in "auto" is a manifest (or no dataset at all, which read_dataset says).
     manifest = data_format == "manifest" or (data_format == "auto" and Path(data).is_file())
     table = read_dataset(data, data_format=data_format, label_rule=config["data"]["label_rule"],
@@ -82,7 +103,8 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
         table = relabel(table, class_names, data)
     for note in table.notes:
         print(f"Note: {note}")
-    name = Path(data).stem + (f"-{split}" if split else "")
+    name = (Path(data).stem + (f"-{split}" if split else "")
+            + (f"-ensemble-of-{len(runs)}" if len(runs) > 1 else ""))
     directory = Path(output or run.directory / "evaluation" / name)
     directory.mkdir(parents=True, exist_ok=True)
     table = apply_bad_sample_policy(table, on_bad_sample or config["data"]["on_bad_sample"],
@@ -93,12 +115,7 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
 
     frame = table.frame.copy()
     if split and frame["split"].isna().all():
-        splits_file = run.directory / "splits.csv"
-        try:
-            frame = apply_splits_file(frame, splits_file)
-        except ValueError as error:
-            raise ValueError(f"{data} has no splits of its own, and {error}") from None
-        print(f"Note: {data} has no splits of its own; using the run's {splits_file}.")
+        frame = _with_runs_splits(frame, data, runs)
     frame["split"] = frame["split"].fillna(ALL_ROWS)
     if split:
         if split not in set(frame["split"]):
@@ -106,12 +123,34 @@ def evaluate_run(run_dir, data, *, data_format="auto", split=None, output=None,
         frame = frame[frame["split"] == split]
     frame["row"] = np.arange(len(frame))
 
-    batches = inputs.batches_for(run.model, run.encoders, frame, config["features"],
-                                 progress=progress)
-    results = score(run.model, frame, batches, class_names, directory,
-                    config["training"]["batch_size"])
+    members = []
+    for member in runs:
+        batches = inputs.batches_for(member.model, member.encoders, frame,
+                                     member.config["features"], progress=progress)
+        members.append(split_probabilities(member.model, frame, batches,
+                                           member.config["training"]["batch_size"]))
+    parts = members[0][0]
+    probabilities = {split_name: np.mean([values[split_name] for _, values in members], axis=0)
+                     for split_name in parts}
+    results = write_scores(parts, probabilities, class_names, directory)
     print(f"Reports written to {directory}")
     return results
+
+
+def _with_runs_splits(frame, data, runs):
+    """`frame` split as the runs' `splits.csv` say (data without splits of its own)."""
+    splits_files = [member.directory / "splits.csv" for member in runs]
+    if len({path.read_bytes() if path.is_file() else None for path in splits_files}) > 1:
+        raise ValueError(f"{data} has no splits of its own, and the runs drew different "
+                         "splits (their splits.csv differ): each run's dev rows were another "
+                         "run's training rows. Score data with its own splits, or runs of "
+                         "one split.")
+    try:
+        frame = apply_splits_file(frame, splits_files[0])
+    except ValueError as error:
+        raise ValueError(f"{data} has no splits of its own, and {error}") from None
+    print(f"Note: {data} has no splits of its own; using the run's {splits_files[0]}.")
+    return frame
 
 
 def _split_rank(split):
