@@ -1,5 +1,8 @@
 """The generalisation switches of `training` (issue 26): AdamW's weight decay, label smoothing,
-warm-up and cosine decay. Each is off by default and changes what it names when on."""
+warm-up, cosine decay and an EMA of the weights. Each is off by default and changes what it names
+when on."""
+
+import json
 
 import keras
 import numpy as np
@@ -73,3 +76,19 @@ def test_a_run_logs_the_scheduled_learning_rate(tmp_path):
     np.testing.assert_allclose(history["learning_rate"],
                                [epoch_learning_rate(settings)(epoch) for epoch in range(4)],
                                rtol=1e-5)
+
+
+def test_ema_scores_and_keeps_the_averaged_weights(tmp_path):
+    flags = ["--model", "baseline", "--epochs", "3", "--no-progress", "--no-tensorboard",
+             "--set", "encoders.sequence_length=16"]
+    train.main([*flags, "--output", str(tmp_path / "plain")])
+    train.main([*flags, "--output", str(tmp_path / "ema"), "--set", "training.ema=true",
+                "--set", "training.ema_momentum=0.9"])
+    plain, ema = (pd.read_csv(tmp_path / name / "history.csv") for name in ("plain", "ema"))
+    # The training steps are the same; the selection split sees the averaged weights.
+    np.testing.assert_allclose(ema["loss"], plain["loss"], rtol=1e-5)
+    assert not np.allclose(ema["val_loss"], plain["val_loss"])
+    # The kept model.keras holds the averaged weights: it scores what validation saw.
+    metrics = json.loads((tmp_path / "ema" / "metrics.json").read_text())
+    assert metrics["dev"]["accuracy"] == pytest.approx(ema["val_accuracy"].max())
+    assert metrics["dev"]["role"] == "selection"

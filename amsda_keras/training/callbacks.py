@@ -77,7 +77,13 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 class FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """A `ModelCheckpoint` that never saves an epoch whose training loss is NaN or infinite
     (its weights are broken even if the selection metric, e.g. argmax of NaN logits, looks
-    fine), and that writes the model under a temporary name, renamed into place when whole."""
+    fine), and that writes the model under a temporary name, renamed into place when whole.
+    With `ema_swap` (the run's `keras.callbacks.SwapEMAWeights`) it saves the optimizer's
+    moving-average weights, the ones the selection split was scored with."""
+
+    def __init__(self, *args, ema_swap=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ema_swap = ema_swap
 
     def on_epoch_end(self, epoch, logs=None):
         if not loss_is_finite(logs):
@@ -85,10 +91,14 @@ class FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
         final = Path(self.filepath)
         partial = final.with_name(f".{final.stem}.partial{final.suffix}")
         self.filepath = str(partial)
+        if self.ema_swap is not None:
+            self.ema_swap.on_test_begin()  # the averaged weights into the model
         try:
             super().on_epoch_end(epoch, logs)
         finally:
             self.filepath = str(final)
+            if self.ema_swap is not None:
+                self.ema_swap.on_test_end()
         if partial.exists():  # this epoch was saved
             os.replace(partial, final)
 

@@ -89,6 +89,10 @@ DEFAULTS = {
         "weight_decay": 0.0,
         # Cross-entropy against targets moved this far towards uniform (not with focal).
         "label_smoothing": 0.0,
+        # An exponential moving average of the weights (Keras' `use_ema`): the selection split
+        # is scored, and the kept model saved, with the averaged weights.
+        "ema": False,
+        "ema_momentum": 0.99,
         "loss": "cross_entropy",  # or "focal": weighted focal loss (A-MSDA).
         "focal_alpha": 0.27,
         "focal_gamma": 1.9,
@@ -143,6 +147,7 @@ RANGES = {
     "training.warmup_epochs": (0, None, False),
     "training.weight_decay": (0, None, False),
     "training.label_smoothing": (0, 1, False),
+    "training.ema_momentum": (0, 1, True),
 }
 # Builder arguments that come from the data and encoders, never from a config.
 RUNTIME_MODEL_ARGS = {"num_classes", "text_dim", "image_dim"}

@@ -165,9 +165,11 @@ def _fit(model, batches, train_frame, selection_frame, num_classes, config, run_
         monitor = None
     callbacks = _callbacks(run_dir, settings, monitor, model, append_history=resume)
     if settings["tensorboard"]:
+        ema_swap = next((callback for callback in callbacks
+                         if isinstance(callback, keras.callbacks.SwapEMAWeights)), None)
         callbacks += tensorboard_callbacks(run_dir, config, model, selection_data,
                                            kept_until=checkpoint_time(checkpoint) if resume
-                                           else None)
+                                           else None, ema_swap=ema_swap)
     if resume:
         # Rows a killed run logged after its last checkpoint (all of them without one).
         trim_history(run_dir / "history.csv", checkpoint["epochs_done"] if checkpoint else 0)
@@ -257,9 +259,11 @@ def compile_for_training(model, settings, class_weights=None):
 
     Returns the selection split's metric that picks the best epoch.
     """
+    ema = {"use_ema": True, "ema_momentum": settings["ema_momentum"]} if settings["ema"] else {}
     optimizer = (keras.optimizers.AdamW(settings["learning_rate"],
-                                        weight_decay=settings["weight_decay"])
-                 if settings["weight_decay"] else keras.optimizers.Adam(settings["learning_rate"]))
+                                        weight_decay=settings["weight_decay"], **ema)
+                 if settings["weight_decay"]
+                 else keras.optimizers.Adam(settings["learning_rate"], **ema))
     if settings["loss"] == "focal":
         classification = WeightedFocalLoss(
             alpha=settings["focal_alpha"], gamma=settings["focal_gamma"],
@@ -334,9 +338,12 @@ def _callbacks(run_dir, settings, monitor, model, append_history):
             patience=settings["reduce_lr_patience"], verbose=1))
     if fusion_weights_layer(model) is not None:
         callbacks.append(FusionWeightsLogger())
+    # The selection split scored, and the kept model saved, with the averaged weights.
+    ema_swap = keras.callbacks.SwapEMAWeights() if settings["ema"] else None
+    callbacks += [ema_swap] if ema_swap else []
     callbacks += [
         FiniteModelCheckpoint(run_dir / "model.keras", monitor=monitor or "loss", mode="max",
-                              save_best_only=monitor is not None),
+                              save_best_only=monitor is not None, ema_swap=ema_swap),
         # Last of those that write to the logs, so history.csv has what they add.
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=append_history),
     ]

@@ -31,7 +31,8 @@ GATE_CALLS = {"agai": ({}, {"agai_gate": "gate"}),
                       {"cgf_text_gate": "text_gate", "cgf_image_gate": "image_gate"})}
 
 
-def tensorboard_callbacks(run_dir, config, model, selection_data, kept_until=None):
+def tensorboard_callbacks(run_dir, config, model, selection_data, kept_until=None,
+                          ema_swap=None):
     """Keras' `TensorBoard` callback and `SelectionSummaries` for `run_dir/tensorboard`.
 
     Args:
@@ -41,21 +42,25 @@ def tensorboard_callbacks(run_dir, config, model, selection_data, kept_until=Non
         selection_data: the selection split's `(inputs, targets)` batches, or None.
         kept_until: for a resumed run, when its checkpoint was written (0 without one): the
             summaries written after it are dropped (`trim_event_files`).
+        ema_swap: the run's `keras.callbacks.SwapEMAWeights`, so that the selection split is
+            scored with the averaged weights, as in `fit`'s validation; None without EMA.
     """
     log_dir = Path(run_dir) / TENSORBOARD_DIR
     if kept_until is not None:
         trim_event_files(log_dir, kept_until)
     return [keras.callbacks.TensorBoard(log_dir, write_graph=False),
             SelectionSummaries(log_dir / SELECTION_DIR, config, model, selection_data,
-                               write_hparams=not kept_until)]
+                               write_hparams=not kept_until, ema_swap=ema_swap)]
 
 
 class SelectionSummaries(keras.callbacks.Callback):
     """Writes the selection split's confusion matrix and gate means each epoch, and the
     config as hparams at the start of training (see the module's docstring)."""
 
-    def __init__(self, log_dir, config, model, selection_data, write_hparams=True):
+    def __init__(self, log_dir, config, model, selection_data, write_hparams=True,
+                 ema_swap=None):
         super().__init__()
+        self.ema_swap = ema_swap
         self.config = config
         self.selection_data = selection_data
         self.write_hparams = write_hparams
@@ -73,6 +78,15 @@ class SelectionSummaries(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.selection_data is None:
             return
+        if self.ema_swap is not None:
+            self.ema_swap.on_test_begin()
+        try:
+            self._write_epoch(epoch)
+        finally:
+            if self.ema_swap is not None:
+                self.ema_swap.on_test_end()
+
+    def _write_epoch(self, epoch):
         class_names = self.config["data"]["class_names"]
         counts = np.zeros((len(class_names), len(class_names)), dtype=int)
         gate_sums = {}
