@@ -1,6 +1,6 @@
 """The generalisation switches of `training` (issue 26): AdamW's weight decay, label smoothing,
-warm-up, cosine decay and an EMA of the weights. Each is off by default and changes what it names
-when on."""
+warm-up, cosine decay, an EMA of the weights, and the heads' input dropout. Each is off by default
+and changes what it names when on."""
 
 import json
 
@@ -92,3 +92,32 @@ def test_ema_scores_and_keeps_the_averaged_weights(tmp_path):
     metrics = json.loads((tmp_path / "ema" / "metrics.json").read_text())
     assert metrics["dev"]["accuracy"] == pytest.approx(ema["val_accuracy"].max())
     assert metrics["dev"]["role"] == "selection"
+
+
+@pytest.mark.parametrize("name", ["mahfnet", "amsda"])
+def test_input_dropout_drops_features_in_training_only(name):
+    # The heads' own dropout off, so that only the input dropout is random.
+    sizes = ({"hidden_dim": 16, "intermediate_dim": 16, "num_heads": 2, "key_dim": 8,
+              "common_length": 4, "dropout": 0.0} if name == "mahfnet"
+             else {"image_projection_dim": 16, "text_hidden_dims": (8,),
+                   "image_hidden_dims": (8,), "fusion_hidden_dims": (8,), "dropout": 0.0,
+                   "text_dropout": 0.0})
+    def logits(model, training):
+        inputs = {tensor.name: (np.ones((2, 5), bool) if tensor.dtype == "bool"
+                                else np.random.default_rng(0).normal(
+                                    size=(2, *([5] * (len(tensor.shape) - 2)), 8))
+                                .astype("float32"))
+                  for tensor in model.inputs}
+        outputs = model(inputs, training=training)
+        return keras.ops.convert_to_numpy(outputs["logits"] if isinstance(outputs, dict)
+                                          else outputs)
+
+    plain = MODEL_BUILDERS[name](num_classes=3, text_dim=8, image_dim=8, **sizes)
+    assert not [layer for layer in plain.layers if "input_dropout" in layer.name]
+    np.testing.assert_allclose(logits(plain, True), logits(plain, True), rtol=1e-5)
+    model = MODEL_BUILDERS[name](num_classes=3, text_dim=8, image_dim=8, input_dropout=0.5,
+                                 **sizes)
+    np.testing.assert_allclose(logits(model, False), logits(model, False))
+    assert not np.allclose(logits(model, True), logits(model, True))
+    with pytest.raises(ValueError, match="input_dropout"):
+        MODEL_BUILDERS[name](num_classes=3, text_dim=8, image_dim=8, input_dropout=1.5, **sizes)

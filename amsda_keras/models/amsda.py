@@ -8,6 +8,7 @@ from amsda_keras.layers.arguments import (check_choice, check_num_classes, check
 from amsda_keras.layers.fusion_weights import FusionWeights
 from amsda_keras.model_names import ABLATIONS as MODEL_ABLATIONS
 from amsda_keras.model_names import AMSDA_BRANCHES as BRANCHES
+from amsda_keras.models.regularisation import feature_dropout
 
 ABLATIONS = MODEL_ABLATIONS["amsda"]
 # The image tokens the fusion branch's cross-attention reads (docs/amsda.md).
@@ -25,7 +26,8 @@ TRAINING_DEFAULTS = {
 def build_amsda(*, num_classes, text_dim, image_dim, image_projection_dim=768, num_heads=4,
                 key_dim=8, text_hidden_dims=(512, 256), image_hidden_dims=(1024, 512, 256),
                 fusion_hidden_dims=(512, 256), text_dropout=0.3, dropout=0.4,
-                weight_normalization="softmax", fusion_image_tokens="pooled", ablate=()):
+                weight_normalization="softmax", fusion_image_tokens="pooled", input_dropout=0.0,
+                ablate=()):
     """Builds the A-MSDA head on encoder features.
 
     - Text branch (Section III.A): the text encoder's tokens -> self-attention -> masked global
@@ -61,6 +63,8 @@ def build_amsda(*, num_classes, text_dim, image_dim, image_projection_dim=768, n
         weight_normalization: `"softmax"` or `"sum"`, see `FusionWeights`.
         fusion_image_tokens: `"pooled"` or `"grid"`, the fusion branch's image tokens (above).
             Defaults to `"pooled"`.
+        input_dropout: float. Dropout of the text tokens and image features the head reads (a
+            generalisation lever, not the paper's). Defaults to `0.0`.
         ablate: parts to remove, any of `ABLATIONS` (the paper's Table V): `"text"`,
             `"image"`, `"fusion"` drop that branch's logits from the mix (`["image",
             "fusion"]` is the unimodal text row, `["text", "fusion"]` the unimodal visual row);
@@ -85,6 +89,7 @@ def build_amsda(*, num_classes, text_dim, image_dim, image_projection_dim=768, n
         check_positive_ints(**{f"{name}[{index}]": width for index, width in enumerate(widths)})
     check_rate("text_dropout", text_dropout)
     check_rate("dropout", dropout)
+    check_rate("input_dropout", input_dropout)
     check_choice("fusion_image_tokens", fusion_image_tokens, FUSION_IMAGE_TOKENS)
     ablate = _checked_ablations(ablate)
     branches = [name for name in BRANCHES if name not in ablate]
@@ -98,7 +103,8 @@ def build_amsda(*, num_classes, text_dim, image_dim, image_projection_dim=768, n
     if reads_text:
         inputs["text_tokens"] = keras.Input((None, text_dim), name="text_tokens")
         inputs["text_mask"] = keras.Input((None,), dtype="bool", name="text_mask")
-        text, mask = inputs["text_tokens"], inputs["text_mask"]
+        text = feature_dropout(inputs["text_tokens"], input_dropout, "text_input_dropout")
+        mask = inputs["text_mask"]
         if self_attention:
             text = keras.layers.MultiHeadAttention(**attention, name="text_self_attention")(
                 text, text, query_mask=mask, value_mask=mask)
@@ -111,7 +117,8 @@ def build_amsda(*, num_classes, text_dim, image_dim, image_projection_dim=768, n
                                           dropout)
     if reads_pooled_image:
         inputs["image_pooled"] = keras.Input((image_dim,), name="image_pooled")
-        image = keras.layers.Reshape((1, image_dim), name="image_token")(inputs["image_pooled"])
+        image = keras.layers.Reshape((1, image_dim), name="image_token")(
+            feature_dropout(inputs["image_pooled"], input_dropout, "image_input_dropout"))
         image = image_tokens(image)
         if "image" in branches:
             flat = keras.layers.Flatten(name="image_flatten")(image)
@@ -119,7 +126,8 @@ def build_amsda(*, num_classes, text_dim, image_dim, image_projection_dim=768, n
                                            num_classes, "image", batch_norm=True)
     if fusion_grid:
         inputs["image_tokens"] = keras.Input((None, image_dim), name="image_tokens")
-        image = image_tokens(inputs["image_tokens"])
+        image = image_tokens(feature_dropout(inputs["image_tokens"], input_dropout,
+                                             "image_tokens_input_dropout"))
     if "fusion" in branches:
         if "cross_attention" in ablate:
             joined = keras.layers.Concatenate(name="fusion_concat")([

@@ -4,12 +4,13 @@ import keras
 
 from amsda_keras.layers.agai import AGAI, info_nce
 from amsda_keras.layers.arguments import (check_choice, check_num_classes, check_positive,
-                                          checked_subset)
+                                          check_rate, checked_subset)
 from amsda_keras.layers.cgf import CGF
 from amsda_keras.layers.ieem import IEEM
 from amsda_keras.layers.mag import MAG
 from amsda_keras.layers.token_resampler import TokenResampler
 from amsda_keras.model_names import ABLATIONS as MODEL_ABLATIONS
+from amsda_keras.models.regularisation import feature_dropout
 
 ALIGNMENTS = ("resample", "pooled")
 # MAHFNet on the demo dataset: 0.2 M parameters instead of the paper's 12 M.
@@ -40,7 +41,7 @@ class SymmetricInfoNCE(keras.layers.Layer):
 def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads=8, key_dim=64,
                   intermediate_dim=256, num_ieem_layers=2, dropout=0.1, layer_norm_epsilon=1e-5,
                   alignment="resample", common_length=49, dilated_conv="depthwise",
-                  temperature=0.07, gate_position="output", ablate=()):
+                  temperature=0.07, gate_position="output", input_dropout=0.0, ablate=()):
     """Builds MAHFNet on frozen token features.
 
     Text tokens and image tokens (any widths, projected to `hidden_dim`) go through AGAI
@@ -67,6 +68,8 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
         common_length: int. Sequence length after resampling. Defaults to `49`.
         dilated_conv: `"depthwise"` or `"full"`, MAG's dilated convolution.
         temperature: float. InfoNCE temperature tau. Defaults to `0.07`.
+        input_dropout: float. Dropout of the text and image token features before the
+            projections (a generalisation lever, not the paper's). Defaults to `0.0`.
         gate_position: `"output"` or `"query"`: where AGAI's modality gate theta acts (`AGAI`,
             docs/mahfnet.md). Defaults to `"output"`.
         ablate: blocks to remove, any of `ABLATIONS` (the paper's Table 7):
@@ -86,6 +89,7 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
     """
     check_choice("alignment", alignment, ALIGNMENTS)
     check_num_classes(num_classes)
+    check_rate("input_dropout", input_dropout)
     ablate = checked_subset("ablate", ablate, ABLATIONS)
     with_contrastive = not {"agai", "contrastive"} & ablate
     reads_interaction = "hgfm" in ablate or "mag" not in ablate
@@ -94,8 +98,10 @@ def build_mahfnet(*, num_classes, text_dim, image_dim, hidden_dim=512, num_heads
     text_mask = keras.Input((None,), dtype="bool", name="text_mask")
     image_tokens = keras.Input((None, image_dim), name="image_tokens")
 
-    text = keras.layers.Dense(hidden_dim, name="text_projection")(text_tokens)
-    image = keras.layers.Dense(hidden_dim, name="image_projection")(image_tokens)
+    text = keras.layers.Dense(hidden_dim, name="text_projection")(
+        feature_dropout(text_tokens, input_dropout, "text_input_dropout"))
+    image = keras.layers.Dense(hidden_dim, name="image_projection")(
+        feature_dropout(image_tokens, input_dropout, "image_input_dropout"))
     attention_args = dict(num_heads=num_heads, key_dim=key_dim, dropout=dropout,
                           layer_norm_epsilon=layer_norm_epsilon)
     if "agai" in ablate:
