@@ -57,69 +57,61 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m amsda_keras.export", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    parser.add_argument("--run", required=True, help="Run folder written by amsda_keras.train.")
+    parser.add_argument("--run", required=True, action="append",
+                        help="Run folder written by amsda_keras.train, or a --seeds/--folds "
+                             "folder; repeat it, or give a group, for one SavedModel that "
+                             "averages the runs' class probabilities.")
     parser.add_argument("--output", help=f"SavedModel folder (default: RUN/{DEFAULT_FOLDER}).")
     return parser
 
 
-def export_run(run_dir, output=None):
-    """Writes the run in `run_dir` as a SavedModel on raw inputs. Returns the folder.
+def export_run(run_dirs, output=None):
+    """Writes a run, or an ensemble of runs averaging their class probabilities, as one
+    SavedModel on raw inputs. Returns the folder.
+
+    Args:
+        run_dirs: a run folder, or a list of them (the ensemble; one class list).
+        output: the SavedModel folder. Default: RUN/saved_model, or for N runs
+            RUN/saved_model-ensemble-of-N in the first run's folder.
 
     Needs the tensorflow backend; `export` runs this module under it when Keras uses another.
     """
     import keras
     import tensorflow as tf
 
-    from amsda_keras.data.images import decode_image
     from amsda_keras.inference import load_trained_run, logits_of
 
     if keras.config.backend() != EXPORT_BACKEND:
         raise RuntimeError(f"Exporting needs KERAS_BACKEND={EXPORT_BACKEND}; "
                            f"Keras uses {keras.config.backend()}.")
-    run = load_trained_run(run_dir)
-    output = Path(output or run.directory / DEFAULT_FOLDER)
-    model = run.end_to_end_model
-    preprocessors = run.preprocessors
-    text_preprocessor = preprocessors["text_preprocessor"]
-    image_preprocessor = preprocessors["image_preprocessor"]
-    input_names = [tensor.name for tensor in model.inputs]
-    class_names = tf.constant(run.class_names)
-    image_shape = next((t.shape[1:] for t in model.inputs if t.name == "images"), None)
-
-    def prepare_image(good_and_contents):
-        good, contents = good_and_contents  # a blank image where `image_errors` found a fault
-        return tf.cond(good,
-                       lambda: tf.cast(image_preprocessor(decode_image(contents)), "float32"),
-                       lambda: tf.zeros(image_shape, tf.float32))
+    runs = [load_trained_run(run_dir) for run_dir in
+            ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
+    first = runs[0]
+    for other in runs[1:]:
+        if other.class_names != first.class_names:
+            raise ValueError(f"{other.directory} has the classes {other.class_names}, but "
+                             f"{first.directory} has {first.class_names}: an ensemble needs "
+                             "one set.")
+    output = Path(output or default_folder(first.directory, len(runs)))
+    members = [_ServedMember(run) for run in runs]
+    reads_images = any(member.image_preprocessor is not None for member in members)
+    class_names = tf.constant(first.class_names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="texts"),
                                   tf.TensorSpec([None], tf.string, name="images")])
     def serve(texts, images):
-        features = {}
-        errors = (image_errors(images) if image_preprocessor is not None
-                  else tf.fill(tf.shape(images), ""))
+        errors = image_errors(images) if reads_images else tf.fill(tf.shape(images), "")
         good = tf.equal(errors, "")
-        if text_preprocessor is not None:
-            features.update(text_preprocessor(texts))
-        if image_preprocessor is not None:
-            features["images"] = tf.map_fn(
-                prepare_image, (good, images),
-                fn_output_signature=tf.TensorSpec(image_shape, tf.float32))
-        logits = logits_of(model({name: features[name] for name in input_names}, training=False))
-        probabilities = tf.nn.softmax(tf.cast(logits, "float32"), axis=-1)
+        probabilities = tf.reduce_mean(tf.stack([
+            tf.nn.softmax(tf.cast(logits_of(member(texts, images, good)), "float32"), axis=-1)
+            for member in members]), axis=0)
         labels = tf.gather(class_names, tf.argmax(probabilities, axis=-1))
         return {"probabilities": tf.where(good[:, None], probabilities, float("nan")),
                 "label": tf.where(good, labels, ""), "error": errors}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    # Tracked so that their vocabularies and lookup tables are saved; built by one call first.
-    if text_preprocessor is not None:
-        text_preprocessor(tf.constant(["a"]))
-        archive.track(text_preprocessor)
-    if image_preprocessor is not None:
-        image_preprocessor(tf.zeros([8, 8, 3], tf.uint8))
-        archive.track(image_preprocessor)
+    for member in members:
+        member.track(archive)
     archive.add_endpoint("serve", serve)
     # TensorFlow logs "Assets written to ..." as it writes (INFO: shown in notebooks).
     logger = tf.get_logger()
@@ -129,16 +121,74 @@ def export_run(run_dir, output=None):
         archive.write_out(str(output), verbose=False)
     finally:
         logger.setLevel(level)
-    info = {"run": str(run.directory.resolve()), "model": run.config["model"],
-            "class_names": run.class_names, "inputs": {
+    info = {"runs": [str(run.directory.resolve()) for run in runs],
+            "model": first.config["model"],
+            "class_names": first.class_names, "inputs": {
                 "texts": "tf.string [batch]: posts",
                 "images": "tf.string [batch]: encoded image files"},
-            "outputs": {"probabilities": "float32 [batch, classes]: NaN for a row with an error",
+            "outputs": {"probabilities": "float32 [batch, classes]: NaN for a row with an error"
+                                         + (f"; the mean of {len(runs)} runs'" if len(runs) > 1
+                                            else ""),
                         "label": "tf.string [batch]: the most probable class; '' for an error",
                         "error": "tf.string [batch]: why a row has no result; '' for none"}}
     write_text_atomically(output / "export_info.json", json.dumps(info, indent=2) + "\n")
-    print(f"SavedModel written to {output} (endpoint `serve`, classes {run.class_names})")
+    print(f"SavedModel written to {output} (endpoint `serve`, classes {first.class_names}"
+          + (f", the mean of {len(runs)} runs" if len(runs) > 1 else "") + ")")
     return output
+
+
+def default_folder(first_run_dir, runs):
+    """RUN/saved_model, or for an ensemble of `runs` runs RUN/saved_model-ensemble-of-N in the
+    first run's folder."""
+    return Path(first_run_dir) / (DEFAULT_FOLDER + (f"-ensemble-of-{runs}" if runs > 1 else ""))
+
+
+class _ServedMember:
+    """One run inside `serve`: its end-to-end model and preprocessors, called on raw texts and
+    image bytes (`good` marks the images `image_errors` found readable)."""
+
+    def __init__(self, run):
+        self.model = run.end_to_end_model
+        self.text_preprocessor = run.preprocessors["text_preprocessor"]
+        self.image_preprocessor = run.preprocessors["image_preprocessor"]
+        self.input_names = [tensor.name for tensor in self.model.inputs]
+        self.image_shape = next((t.shape[1:] for t in self.model.inputs if t.name == "images"),
+                                None)
+
+    def __call__(self, texts, images, good):
+        import tensorflow as tf
+
+        features = {}
+        if self.text_preprocessor is not None:
+            features.update(self.text_preprocessor(texts))
+        if self.image_preprocessor is not None:
+            features["images"] = tf.map_fn(
+                self._prepare_image, (good, images),
+                fn_output_signature=tf.TensorSpec(self.image_shape, tf.float32))
+        return self.model({name: features[name] for name in self.input_names}, training=False)
+
+    def _prepare_image(self, good_and_contents):
+        import tensorflow as tf
+
+        from amsda_keras.data.images import decode_image
+
+        good, contents = good_and_contents  # a blank image where `image_errors` found a fault
+        return tf.cond(good,
+                       lambda: tf.cast(self.image_preprocessor(decode_image(contents)), "float32"),
+                       lambda: tf.zeros(self.image_shape, tf.float32))
+
+    def track(self, archive):
+        """Tracks the model and preprocessors in the `ExportArchive`, so that their variables,
+        vocabularies and lookup tables are saved (each preprocessor built by one call first)."""
+        import tensorflow as tf
+
+        archive.track(self.model)
+        if self.text_preprocessor is not None:
+            self.text_preprocessor(tf.constant(["a"]))
+            archive.track(self.text_preprocessor)
+        if self.image_preprocessor is not None:
+            self.image_preprocessor(tf.zeros([8, 8, 3], tf.uint8))
+            archive.track(self.image_preprocessor)
 
 
 def image_errors(images):
@@ -197,21 +247,24 @@ def export(run, output=None):
     amsda_keras.export` with `KERAS_BACKEND=tensorflow` and prints its output.
 
     Args:
-        run: a run folder written by `train`, or its `Run`.
-        output: the SavedModel folder. Default: RUN/saved_model.
+        run: a run folder written by `train` or its `Run`; or several (a list, a `RunGroup`
+            or a --seeds/--folds folder): an ensemble averaging their class probabilities.
+        output: the SavedModel folder. Default: RUN/saved_model (RUN/saved_model-ensemble-of-N
+            in the first run's folder for N runs).
 
     Raises:
         CommandFailedError: the export under the tensorflow backend failed (its message).
     """
     import keras
 
-    from amsda_keras.runs import run_directory
+    from amsda_keras.runs import run_directories
 
     quiet_tensorflow()
-    directory = run_directory(run)
+    directories = run_directories(run)
     if keras.config.backend() == EXPORT_BACKEND:
-        return export_run(directory, output)
-    command = [sys.executable, "-m", "amsda_keras.export", "--run", str(directory)]
+        return export_run(directories, output)
+    command = [sys.executable, "-m", "amsda_keras.export",
+               *[part for directory in directories for part in ("--run", str(directory))]]
     command += ["--output", str(output)] if output is not None else []
     result = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": EXPORT_BACKEND},
                             capture_output=True, text=True, check=False)
@@ -222,7 +275,7 @@ def export(run, output=None):
             f"{' '.join(command[1:])} under KERAS_BACKEND={EXPORT_BACKEND} failed: "
             + next((line.removeprefix("Error: ") for line in message
                     if line.startswith("Error: ")), "\n".join(message[-20:])))
-    return Path(output or directory / DEFAULT_FOLDER)
+    return Path(output or default_folder(directories[0], len(directories)))
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
 """The Python API (issue 25): `amsda_keras.train(...)` and friends return runs and DataFrames, raise
 the commands' errors as exceptions, and importing the package stays light."""
 
+import json
 import subprocess
 import sys
 import time
@@ -167,3 +168,22 @@ def test_an_ensemble_averages_its_runs_probabilities(demo_run, demo_group, tmp_p
         amsda_keras.evaluate(demo_group, manifest_file, split="test", progress=False)
     every_row = amsda_keras.evaluate(demo_group, manifest_file, output=tmp_path, progress=False)
     assert list(every_row.index) == ["all"] and every_row.loc["all", "num_samples"] == 480
+
+
+def test_an_exported_ensemble_serves_the_mean_of_its_runs(demo_run, demo_group, tmp_path):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401 (registers the tokenizer ops)
+
+    manifest_file = Path(demo_run.config["data"]["path"])
+    rows = pd.read_json(manifest_file, lines=True).head(3)
+    texts, images = rows["text"].tolist(), [str(manifest_file.parent / image)
+                                            for image in rows["image"]]
+    folder = amsda_keras.export(demo_group, tmp_path / "ensemble")
+    loaded = tf.saved_model.load(str(folder))  # kept: `serve` uses its variables
+    served = loaded.serve(texts=tf.constant(texts),
+                          images=tf.stack([tf.io.read_file(path) for path in images]))
+    expected = amsda_keras.predict(demo_group, texts, images, progress=False)
+    np.testing.assert_allclose(served["probabilities"].numpy(),
+                               expected.filter(like="probability_").to_numpy(), atol=1e-4)
+    info = json.loads((folder / "export_info.json").read_text())
+    assert len(info["runs"]) == 2
