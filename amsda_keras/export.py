@@ -79,19 +79,13 @@ def export_run(run_dirs, output=None):
     import keras
     import tensorflow as tf
 
-    from amsda_keras.inference import load_trained_run, logits_of
+    from amsda_keras.inference import load_trained_runs, logits_of
 
     if keras.config.backend() != EXPORT_BACKEND:
         raise RuntimeError(f"Exporting needs KERAS_BACKEND={EXPORT_BACKEND}; "
                            f"Keras uses {keras.config.backend()}.")
-    runs = [load_trained_run(run_dir) for run_dir in
-            ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
+    runs = load_trained_runs(run_dirs)
     first = runs[0]
-    for other in runs[1:]:
-        if other.class_names != first.class_names:
-            raise ValueError(f"{other.directory} has the classes {other.class_names}, but "
-                             f"{first.directory} has {first.class_names}: an ensemble needs "
-                             "one set.")
     output = Path(output or default_folder(first.directory, len(runs)))
     members = [_ServedMember(run) for run in runs]
     reads_images = any(member.image_preprocessor is not None for member in members)

@@ -1,6 +1,7 @@
 """A finished run loaded for inference: its config, class names, encoders and best model.
 
-`evaluate`, `predict` and `export` all start from `load_trained_run`.
+`evaluate`, `predict` and `export` all start from `load_trained_run` (several runs, an
+ensemble: `load_trained_runs`).
 """
 
 import dataclasses
@@ -77,3 +78,25 @@ def load_trained_run(run_dir):
             f"{len(class_names)} class names {class_names} in {run_dir / 'config.yaml'} "
             "(data.class_names); give the model's classes there, in the order it was trained on.")
     return TrainedRun(run_dir, config, class_names, encoders, model)
+
+
+def load_trained_runs(run_dirs):
+    """`load_trained_run` of a run folder, or of each of a list of them (an ensemble), as a list
+    checked by `one_class_list`."""
+    return one_class_list([load_trained_run(run_dir) for run_dir in
+                           ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)])
+
+
+def one_class_list(runs):
+    """`runs` (`TrainedRun`s of an ensemble), once their class names are checked to match.
+
+    Raises:
+        ValueError: a run's class names differ from the first run's.
+    """
+    first = runs[0]
+    for other in runs[1:]:
+        if other.class_names != first.class_names:
+            raise ValueError(f"{other.directory} has the classes {other.class_names}, but "
+                             f"{first.directory} has {first.class_names}: an ensemble needs "
+                             "one set.")
+    return runs

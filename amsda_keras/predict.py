@@ -107,21 +107,16 @@ def trained_runs(runs):
     Raises:
         ValueError: the runs' class names differ.
     """
-    from amsda_keras.inference import load_trained_run
+    from amsda_keras.inference import load_trained_run, one_class_list
     from amsda_keras.runs import Run, RunGroup, run_directories
 
     trained = []
     for item in runs if isinstance(runs, (list, tuple)) else [runs]:
-        if isinstance(item, (Run, RunGroup)):
+        if isinstance(item, (Run, RunGroup)):  # their models are loaded once, and kept
             trained += [run.trained for run in getattr(item, "runs", [item])]
         else:
             trained += [load_trained_run(directory) for directory in run_directories(item)]
-    for other in trained[1:]:
-        if other.class_names != trained[0].class_names:
-            raise ValueError(f"{other.directory} has the classes {other.class_names}, but "
-                             f"{trained[0].directory} has {trained[0].class_names}: an "
-                             "ensemble needs one set.")
-    return trained
+    return one_class_list(trained)
 
 
 def posts_table(texts, images, class_names, folder):

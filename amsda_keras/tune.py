@@ -87,6 +87,7 @@ def tune(space, config=None, *, tuner="bayesian", trials=DEFAULT_TRIALS, objecti
 
     from amsda_keras.models import MODEL_BUILDERS
     from amsda_keras.train import train
+    from amsda_keras.training.reporting import RUN_INFO_FILE
     from amsda_keras.training.search import (RunTuner, check_space, make_oracle, read_space,
                                              write_results)
 
@@ -106,7 +107,7 @@ def tune(space, config=None, *, tuner="bayesian", trials=DEFAULT_TRIALS, objecti
                           "so nothing would be searched on.")
 
     def train_trial(run_dir, values, epochs):
-        if (run_dir / "run.json").is_file():
+        if (run_dir / RUN_INFO_FILE).is_file():
             return  # finished before a kill stopped the search
         if (run_dir / "config.yaml").is_file():
             train(resume=run_dir, progress=progress)

@@ -1,5 +1,5 @@
-"""Small data makers for the tests (a few real image files and a table over them), and a reader
-of TensorBoard event files."""
+"""Small data makers for the tests (a few real image files and a table over them), a reader of
+TensorBoard event files, and a command killed mid-run."""
 
 from pathlib import Path
 
@@ -61,3 +61,22 @@ def logged_summaries(folder):
                 values.setdefault(value.tag, []).append(
                     (event.step, tf.make_ndarray(value.tensor)))
     return values
+
+
+def kill_when(command, ready, waiting_for, timeout=600, poll_seconds=0.01):
+    """Starts `command` and SIGKILLs it as soon as `ready()` is true (a run killed mid-way, as
+    a dropped Colab session would); fails if `ready()` stays false for `timeout` seconds, or
+    if the command ends by itself first. `waiting_for` names what `ready` waits for."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + timeout
+    while not ready() and process.poll() is None:
+        assert time.monotonic() < deadline, f"no {waiting_for} in {timeout} s"
+        time.sleep(poll_seconds)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read()[-3000:]

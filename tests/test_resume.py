@@ -1,10 +1,7 @@
 """`--resume`: a run killed mid-training continues to the result of an uninterrupted one."""
 
 import json
-import signal
-import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -12,7 +9,7 @@ import pytest
 from amsda_keras import train
 from amsda_keras.training.checkpoints import CHECKPOINT_DIR, latest_checkpoint
 from amsda_keras.training.tensorboard import TENSORBOARD_DIR
-from tests.helpers import logged_summaries
+from tests.helpers import kill_when, logged_summaries
 
 
 @pytest.mark.backends
@@ -27,16 +24,8 @@ def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
     train.main([*args, "--output", str(uninterrupted)])
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "amsda_keras.train", *args, "--output", str(killed)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while latest_checkpoint(killed) is None and process.poll() is None:
-        assert time.monotonic() < deadline, "no epoch was checkpointed in 10 minutes"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read()[-3000:]
+    kill_when([sys.executable, "-m", "amsda_keras.train", *args, "--output", str(killed)],
+              lambda: latest_checkpoint(killed) is not None, "checkpointed epoch")
     assert not (killed / "metrics.json").exists()
     assert latest_checkpoint(killed)["epochs_done"] < epochs
 

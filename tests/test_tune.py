@@ -3,11 +3,9 @@ resumes after a kill and never reads the split a run reports."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -17,6 +15,7 @@ import yaml
 import amsda_keras
 from amsda_keras.data.demo import make_demo_dataset
 from amsda_keras.training.config import ConfigError, resolve_config
+from tests.helpers import kill_when
 
 SPACE = ("training.learning_rate: {float: [1.0e-4, 1.0e-2], log: true}\n"
          "model_args.dropout: [0.0, 0.3]\n")
@@ -91,15 +90,8 @@ def test_a_killed_search_resumes(space, tmp_path):
                "--model", "baseline", "--epochs", "3", "--tuner", "random", "--trials", "3",
                "--set", "encoders.sequence_length=16", "--output", str(tmp_path),
                "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.monotonic() + 600
-    while not list(tmp_path.glob("trials/*/run.json")) and process.poll() is None:
-        assert time.monotonic() < deadline, "no trial finished in 10 minutes"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read()[-3000:]
+    kill_when(command, lambda: bool(list(tmp_path.glob("trials/*/run.json"))), "finished trial",
+              poll_seconds=0.05)
     assert not (tmp_path / "trials.csv").exists()
     (first,) = tmp_path.glob("trials/*/run.json")
     finished_at = first.stat().st_mtime

@@ -1,5 +1,6 @@
 """Training callbacks beyond Keras' own."""
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -91,16 +92,28 @@ class FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
         final = Path(self.filepath)
         partial = final.with_name(f".{final.stem}.partial{final.suffix}")
         self.filepath = str(partial)
-        if self.ema_swap is not None:
-            self.ema_swap.on_test_begin()  # the averaged weights into the model
         try:
-            super().on_epoch_end(epoch, logs)
+            with averaged_weights(self.ema_swap):
+                super().on_epoch_end(epoch, logs)
         finally:
             self.filepath = str(final)
-            if self.ema_swap is not None:
-                self.ema_swap.on_test_end()
         if partial.exists():  # this epoch was saved
             os.replace(partial, final)
+
+
+@contextlib.contextmanager
+def averaged_weights(ema_swap):
+    """The optimizer's moving-average weights in the model for the block, and the trained ones
+    back after it, with `ema_swap` (the run's `keras.callbacks.SwapEMAWeights`); nothing with
+    None (a run without EMA)."""
+    if ema_swap is None:
+        yield
+        return
+    ema_swap.on_test_begin()
+    try:
+        yield
+    finally:
+        ema_swap.on_test_end()
 
 
 def loss_is_finite(logs):

@@ -10,7 +10,7 @@ from amsda_keras.data import read_dataset
 from amsda_keras.data.splits import VALIDATION, apply_splits_file
 from amsda_keras.data.table import relabel
 from amsda_keras.data.validation import SKIPPED_FILE, apply_bad_sample_policy
-from amsda_keras.inference import load_trained_run, logits_of
+from amsda_keras.inference import load_trained_runs, logits_of
 from amsda_keras.training import inputs, reporting
 
 ALL_ROWS = "all"
@@ -87,13 +87,8 @@ def evaluate_run(run_dirs, data, *, data_format="auto", split=None, output=None,
         ValueError: the data has classes the run lacks (the message names both lists), or
             no row to score; the runs of an ensemble differ in classes or in the split drawn.
     """
-    runs = [load_trained_run(run_dir) for run_dir in
-            ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
+    runs = load_trained_runs(run_dirs)
     run, config, class_names = runs[0], runs[0].config, runs[0].class_names
-    for other in runs[1:]:
-        if other.class_names != class_names:
-            raise ValueError(f"{other.directory} has the classes {other.class_names}, but "
-                             f"{run.directory} has {class_names}: an ensemble needs one set.")
     # A file in "auto" is a manifest (or no dataset at all, which read_dataset says).
     manifest = data_format == "manifest" or (data_format == "auto" and Path(data).is_file())
     table = read_dataset(data, data_format=data_format, label_rule=config["data"]["label_rule"],

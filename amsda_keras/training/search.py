@@ -22,7 +22,8 @@ import yaml
 from amsda_keras.files import write_text_atomically
 from amsda_keras.training.config import ConfigError, load_config_file, resolve_config
 from amsda_keras.training.errors import USER_ERRORS
-from amsda_keras.training.reporting import HEADLINE_METRICS, markdown_table, save_figure
+from amsda_keras.training.reporting import (HEADLINE_METRICS, RUN_INFO_FILE, markdown_table,
+                                            save_figure)
 
 TUNER_FOLDER = "keras_tuner"
 TRIALS_FOLDER = "trials"
@@ -135,7 +136,7 @@ def trials_table(tuner, space):
     rows = []
     for trial in tuner.oracle.trials.values():
         run_dir = tuner.trial_run_dir(trial.trial_id)
-        if trial.status != "COMPLETED" or not (run_dir / "run.json").is_file():
+        if trial.status != "COMPLETED" or not (run_dir / RUN_INFO_FILE).is_file():
             continue
         run = Run(run_dir)
         values = trial.hyperparameters.values

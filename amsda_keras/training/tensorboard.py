@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from amsda_keras.training.callbacks import averaged_weights
 from amsda_keras.training.reporting import confusion_matrix_figure
 
 TENSORBOARD_DIR = "tensorboard"
@@ -78,13 +79,8 @@ class SelectionSummaries(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.selection_data is None:
             return
-        if self.ema_swap is not None:
-            self.ema_swap.on_test_begin()
-        try:
+        with averaged_weights(self.ema_swap):
             self._write_epoch(epoch)
-        finally:
-            if self.ema_swap is not None:
-                self.ema_swap.on_test_end()
 
     def _write_epoch(self, epoch):
         class_names = self.config["data"]["class_names"]
