@@ -104,7 +104,7 @@ def rows_to_train(tables, keys, all_rows):
     for table in tables:
         for row in table.rows:
             distinct.setdefault((row.key, table.folds), (row, table.folds))
-    rows = [pair for pair in distinct.values() if not pair[0].majority_of]
+    rows = [pair for pair in distinct.values() if pair[0].trains]
     if keys is not None:
         known = list(dict.fromkeys(row.key for row, _ in rows))
         unknown = sorted(set(keys) - set(known))

@@ -6,13 +6,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import amsda_keras
 from amsda_keras import reproduce
+from amsda_keras.data.demo import make_demo_dataset
 from amsda_keras.results import tables
 from amsda_keras.results.experiments import EXPERIMENTS, Row, Table
 from amsda_keras.results.report import attention_figure, replace_blocks
-from amsda_keras.results.significance import compare_run_sets, load_run_set
+from amsda_keras.results.significance import (RunSet, compare_run_sets, ensemble_run_set,
+                                               load_run_set)
 
 FAST = ("--epochs", "1", "--set", "encoders.sequence_length=16")
 PROBE = Row("probe", "probe", ("--model", "probe", "--set", "encoders.sequence_length=16"))
@@ -54,13 +58,46 @@ def test_rows_are_trained_once_and_gpu_rows_only_when_asked(capsys):
         "--model", "baseline", "--seeds", "1", "--folds", "5", "--output", "out/5-fold/a"]
 
 
-def test_every_mvsa_single_row_parses_as_train_flags():
-    from amsda_keras.train import build_parser
+def test_every_mvsa_single_row_parses_as_train_or_evaluate_flags():
+    from amsda_keras.evaluate import build_parser as evaluate_parser
+    from amsda_keras.train import build_parser as train_parser
 
+    ensembles = 0
     for table in EXPERIMENTS["mvsa_single"]:
         for row in table.rows:
-            if not row.majority_of:
-                build_parser().parse_args(row.train_argv([1], "runs/x"))
+            if row.trains:
+                train_parser().parse_args(row.train_argv([1], "runs/x"))
+            elif row.ensemble_of:
+                ensembles += 1
+                assert row.ensemble_of in {other.key for other in table.rows if other.trains}
+                evaluate_parser().parse_args(["--run", "runs/x", *row.args])
+    assert ensembles == 3
+
+
+def test_an_ensemble_averages_probabilities_and_pairs_with_every_member():
+    def member(probabilities):
+        probabilities = np.array(probabilities)
+        return pd.DataFrame({"id": ["a", "b"], "label": [0, 1],
+                             "predicted": probabilities.argmax(axis=1),
+                             "probability_x": probabilities[:, 0],
+                             "probability_y": probabilities[:, 1]})
+
+    runs = RunSet(Path("runs/m"), "dev", ["x", "y"],
+                  {"seed-1": member([[0.9, 0.1], [0.8, 0.2]]),
+                   "seed-2": member([[0.2, 0.8], [0.3, 0.7]])})
+    ensemble = ensemble_run_set(runs)
+    assert list(ensemble.members) == ["seed-1", "seed-2"]
+    for frame in ensemble.members.values():
+        np.testing.assert_allclose(frame["probability_y"], [0.45, 0.45])
+        assert frame["predicted"].tolist() == [0, 0]
+    # Against its own members the ensemble's difference is from their mean accuracy (0.5).
+    result = compare_run_sets(runs, ensemble)["metrics"]["accuracy"]
+    assert (result["reference"], result["other"]) == (0.5, 0.5)
+    runs.members["seed-2"] = runs.members["seed-2"].assign(id=["a", "c"])
+    with pytest.raises(ValueError, match="runs/m/seed-2 and runs/m/seed-1 scored different dev"):
+        ensemble_run_set(runs)
+    with pytest.raises(ValueError, match="Table cv: a seed-ensemble row"):
+        Table("cv", "", (BOTH, Row("e", "E", (), ensemble_of="both")), folds=5)
 
 
 def test_docs_results_has_a_block_for_every_mvsa_single_table():
@@ -171,3 +208,29 @@ def test_the_best_row_of_a_family_is_a_model_not_its_floor():
     summaries = {"majority": None, "probe": summary(0.72), "both": summary(0.67)}
     assert tables.best_row(table, summaries) is BOTH
     assert tables.best_row(table, {**summaries, "both": None}) is None
+
+
+def test_an_ensemble_row_equals_evaluates_ensemble_of_its_source_rows_runs(tmp_path, monkeypatch):
+    # Seeds draw their own splits of data without any: give the demo data a fixed split, as
+    # MVSA-Single has, so that both seeds score the same dev and test samples (dev selects,
+    # test is reported).
+    manifest = make_demo_dataset(tmp_path / "demo", num_samples=160)
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    manifest.write_text("".join(json.dumps({**line, "split": ("dev", "test")[i % 2] if i % 5 == 0
+                                            else "train"}) + "\n"
+                                for i, line in enumerate(lines)))
+    both = dataclasses.replace(BOTH, args=BOTH.args + ("--data", str(manifest)))
+    ensemble = Row("both_ensemble", "seed ensemble of both",
+                   ("--data", str(manifest), "--split", "test"), ensemble_of="both")
+    monkeypatch.setitem(EXPERIMENTS, "demo", (Table("t", "Fixed split.", (both, ensemble),
+                                                    reference="both"),))
+    output = tmp_path / "runs"
+    reproduce.main(["demo", "--seeds", "1,2", "--output", str(output), "--records",
+                    str(tmp_path / "results"), "--no-progress"])
+    report = (output / "tables.md").read_text()
+    evaluated = amsda_keras.evaluate(output / "both", manifest, split="test",
+                                     output=tmp_path / "evaluation", progress=False)
+    (line,) = [line for line in report.splitlines() if line.startswith("| seed ensemble")]
+    cells = line.split(" | ")
+    assert cells[1] == "2" and cells[3] == f"{evaluated['accuracy'].iloc[0]:.3f}"
+    assert f"python -m amsda_keras.evaluate --run {output / 'both'} --data {manifest}" in report

@@ -1,15 +1,19 @@
 """The experiments behind docs/results.md: every table row as the train flags that produce it.
 
 A `Row` is one `python -m amsda_keras.train` command (trained once per seed, and per fold in a
-K-fold table); rows with the same `key` in several tables of one protocol are trained once.
+K-fold table); rows with the same `key` in several tables of one protocol are trained once. A
+seed-ensemble row trains nothing: it averages another row's runs (`python -m
+amsda_keras.evaluate` of that row's seeds).
 Every table starts with the probe, the floor each row is compared with, and may name a
 reference row that the others are compared with too. `Table.family` groups rows whose best
 one gets the per-class report and confusion matrix.
 """
 
 import dataclasses
+import shlex
 from pathlib import Path
 
+MVSA_SINGLE_DATA = "../shared/datasets/mvsa_single/mvsa_single.jsonl"
 PROBE = "configs/probe_mvsa_single.yaml"
 BASELINE = "configs/baseline_mvsa_single.yaml"
 AMSDA = "configs/amsda_mvsa_single_offline.yaml"
@@ -31,13 +35,16 @@ class Row:
     Attributes:
         key: run folder name under the reproduce output; equal keys share their runs.
         label: the row's name in the table.
-        args: `python -m amsda_keras.train` flags (without `--seeds` and `--output`).
+        args: `python -m amsda_keras.train` flags (without `--seeds` and `--output`); for
+            an ensemble row, `python -m amsda_keras.evaluate` flags (without `--run`).
         paper: published `(accuracy, F1)` for this row, or `None`.
         needs_gpu: skipped unless a GPU is present or `--all-rows` is given.
         majority_of: for the majority-class row (no training): the key of the row whose
             class counts it reads.
         max_seeds: train only the first `max_seeds` of the seeds asked for (a slow row in a
             K-fold table), or all of them (None).
+        ensemble_of: for a seed-ensemble row (no training, fixed-split tables only): the key
+            of the row whose runs' class probabilities it averages.
     """
 
     key: str
@@ -47,6 +54,12 @@ class Row:
     needs_gpu: bool = False
     majority_of: str = None
     max_seeds: int = None
+    ensemble_of: str = None
+
+    @property
+    def trains(self):
+        """Whether the row trains runs of its own."""
+        return not (self.majority_of or self.ensemble_of)
 
     def seeds(self, seeds):
         """The seeds this row trains of the `seeds` asked for."""
@@ -57,6 +70,14 @@ class Row:
         return [*self.args, "--seeds", ",".join(map(str, self.seeds(seeds))),
                 *(["--folds", str(folds)] if folds else []),
                 "--output", str(Path(output) / run_folder(self.key, folds))]
+
+    def command(self, seeds, output, folds=None):
+        """The command line behind the row: its `train` command, or an ensemble row's
+        `evaluate` of its source row's runs."""
+        if self.ensemble_of:
+            run = Path(output) / run_folder(self.ensemble_of, folds)
+            return f"python -m amsda_keras.evaluate {shlex.join(['--run', str(run), *self.args])}"
+        return f"python -m amsda_keras.train {shlex.join(self.train_argv(seeds, output, folds))}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +101,11 @@ class Table:
     folds: int = None
     reference: str = None
 
+    def __post_init__(self):
+        if self.folds and any(row.ensemble_of for row in self.rows):
+            raise ValueError(f"Table {self.name}: a seed-ensemble row averages runs scored on "
+                             "the same samples, which a K-fold table's folds are not.")
+
     def folder(self, row):
         """The row's run folder under the reproduce output and the records."""
         return run_folder(row.key, self.folds)
@@ -93,6 +119,13 @@ class Table:
 def run_folder(key, folds=None):
     """`key`, or `K-fold/key` for a K-fold table."""
     return Path(f"{folds}-fold", key) if folds else Path(key)
+
+
+def _ensemble(key, row):
+    """The seed ensemble of `row`'s runs, scored on dev."""
+    return Row(key, f"seed ensemble of the '{row.label}' runs (mean class probabilities; "
+                    "parameters and wall time summed)", ("--data", MVSA_SINGLE_DATA, "--split",
+                                                         "dev"), ensemble_of=row.key)
 
 
 def _mahfnet(key, label, *flags, paper=None):
@@ -114,6 +147,8 @@ MAHFNET_FULL = _mahfnet("mahfnet", "MAHFNet", paper=(0.7627, 0.7536))
 NO_IEEM = ("--ablate", "hgfm,ieem")
 MAHFNET_NO_IEEM = _mahfnet("mahfnet_no_ieem", "-(IEEM)", *NO_IEEM, paper=(0.7450, 0.7325))
 AMSDA_FULL = _amsda("amsda_frozen", "A-MSDA, frozen encoders", paper=(0.7301, 0.7110))
+AMSDA_64_TOKENS = _amsda("amsda_64_tokens", "64 text tokens (ours; paper: 20)",
+                         "--sequence-length", "64")
 ENCODERS = ("offline stand-in encoders: all-MiniLM-L6-v2 text tokens and ImageNet "
             "EfficientNet-Lite0 7x7 patch features, frozen and cached")
 
@@ -182,6 +217,7 @@ MVSA_SINGLE = (
         MAHFNET_NO_IEEM,
         _mahfnet("mahfnet_no_ieem_text_top2", "-(IEEM), last 2 MiniLM layers trained",
                  *NO_IEEM, "--train-text-layers", "2"),
+        _ensemble("mahfnet_ensemble", MAHFNET_FULL),
     ), reference=MAHFNET_FULL.key),
     Table("amsda_beyond", f"A-MSDA (frozen encoders) beyond the paper recipe (issue 26: ours, "
                           f"one change per row against the frozen recipe's row), {FIXED}, "
@@ -196,9 +232,11 @@ MVSA_SINGLE = (
         _amsda("amsda_cross_entropy_smoothed", "cross-entropy with label smoothing 0.1 "
                "(instead of the focal loss)", "--loss", "cross_entropy",
                "--set", "training.label_smoothing=0.1"),
-        _amsda("amsda_64_tokens", "64 text tokens (ours; paper: 20)", "--sequence-length", "64"),
+        AMSDA_64_TOKENS,
         _amsda("amsda_64_tokens_grid", "64 text tokens, fusion over the 7x7 image regions",
                "--sequence-length", "64", "--set", "model_args.fusion_image_tokens=grid"),
+        _ensemble("amsda_ensemble", AMSDA_FULL),
+        _ensemble("amsda_64_tokens_ensemble", AMSDA_64_TOKENS),
     ), reference=AMSDA_FULL.key),
     Table("probes", f"The stand-in features themselves: the pooled-feature baseline with one "
                     f"encoder setting changed per row, {FIXED}, {ENCODERS} (except where a row "
@@ -228,7 +266,7 @@ MVSA_SINGLE = (
                paper=(0.7014, 0.7006)),
         _amsda("amsda_fixed_weights", "fixed equal fusion weights (ours)",
                "--ablate", "fusion_weights"),
-        _amsda("amsda_64_tokens", "64 text tokens (ours; paper: 20)", "--sequence-length", "64"),
+        AMSDA_64_TOKENS,
         _amsda("amsda_grid", "fusion over the 7x7 image regions (ours)",
                "--set", "model_args.fusion_image_tokens=grid"),
     ), family="A-MSDA", reference=AMSDA_FULL.key),

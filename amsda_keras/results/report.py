@@ -1,7 +1,6 @@
 """The reproduce report: each table's commands, numbers and figures, as Markdown."""
 
 import re
-import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -52,9 +51,8 @@ def table_block(table, output, records, seeds, figures, progress):
     """One table's Markdown: caption, commands, the table and its family's best row."""
     summaries = results.load_summaries(records, table, seeds)
     comparisons = results.load_comparisons(records, table, summaries)
-    commands = [f"python -m amsda_keras.train "
-                f"{shlex.join(row.train_argv(seeds, output, table.folds))}"
-                for row in table.rows if not row.majority_of]
+    commands = [row.command(seeds, output, table.folds) for row in table.rows
+                if not row.majority_of]
     runs = (f"the {table.folds} folds × seeds {', '.join(map(str, seeds))} (a row with one "
             f"run per fold: seed {seeds[0]})" if table.folds
             else f"seeds {', '.join(map(str, seeds))}")

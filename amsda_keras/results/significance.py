@@ -39,7 +39,7 @@ class RunSet:
         class_names: class names in the models' output order.
         members: member key (`""` for a run folder, else `seed-2`, `fold-3/seed-1`) -> DataFrame
             of the split's rows: `id` (str), `label` and `predicted` (int class indices),
-            sorted by id.
+            `probability_<class>` (float), sorted by id.
         notes: caveats for the comparison (a split that picked some member's epoch).
     """
 
@@ -99,6 +99,33 @@ def load_run_set(path, split=None, members=None):
                              f"{_member_name(path, first_key)} has {class_names}.")
         frames[key] = _split_rows(path / key / PREDICTIONS_FILE, frame, split, class_names)
     return RunSet(path, split, class_names, frames, notes)
+
+
+def ensemble_run_set(run_set):
+    """The seed ensemble of `run_set`'s members: their class probabilities averaged per sample
+    and its argmax predicted, as a `RunSet` holding that one ensemble under every member key.
+    Paired with another set, the ensemble meets that set's seed-k run for each k, so a
+    comparison gives the ensemble against the mean of the other set's runs.
+
+    Raises:
+        ValueError: the members scored different samples or gave them different labels.
+    """
+    (first_key, first), *others = run_set.members.items()
+    for key, frame in others:
+        if not (frame["id"].equals(first["id"]) and frame["label"].equals(first["label"])):
+            raise ValueError(f"{_member_name(run_set.path, key)} and "
+                             f"{_member_name(run_set.path, first_key)} scored different "
+                             f"{run_set.split} samples or labels: an ensemble averages runs "
+                             "trained on the same splits.")
+    columns = [f"{PROBABILITY_PREFIX}{name}" for name in run_set.class_names]
+    probabilities = np.mean([frame[columns].to_numpy() for frame in run_set.members.values()],
+                            axis=0)
+    ensemble = first.assign(**dict(zip(columns, probabilities.T)),
+                            predicted=probabilities.argmax(axis=1))
+    note = (f"{run_set.path}: one ensemble of {', '.join(_keys(run_set.members))}, paired with "
+            "each of them.")
+    return RunSet(run_set.path, run_set.split, run_set.class_names,
+                  {key: ensemble for key in run_set.members}, run_set.notes + [note])
 
 
 def compare_run_sets(reference, other, *, resamples=2000, seed=0):
@@ -270,9 +297,11 @@ def _split_rows(predictions, frame, split, class_names):
     if unknown:
         raise ValueError(f"{predictions} names the classes {unknown}, which have no "
                          f"{PROBABILITY_PREFIX} column (its classes: {class_names}).")
+    probabilities = {f"{PROBABILITY_PREFIX}{name}": rows[f"{PROBABILITY_PREFIX}{name}"]
+                     .astype(float) for name in class_names}
     return pd.DataFrame({"id": rows["id"], "label": rows["label"].map(index).astype(int),
-                         "predicted": rows["predicted"].map(index).astype(int)}
-                        ).sort_values("id").reset_index(drop=True)
+                         "predicted": rows["predicted"].map(index).astype(int),
+                         **probabilities}).sort_values("id").reset_index(drop=True)
 
 
 def _pair(reference, other, key):

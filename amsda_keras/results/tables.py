@@ -5,10 +5,12 @@ table, of every fold), not the `summary.json` that `--seeds` wrote last: a later
 shared row with fewer seeds rewrites that file with those seeds only. Each row reports its
 runs' untouched split (dev, or a K-fold table's held-out folds) beside the split that picked
 the epoch, and its difference from the table's probe and reference row with the paired
-bootstrap 95% CI over the runs both have (`significance.py`). A row with no record shows
+bootstrap 95% CI over the runs both have (`significance.py`). A seed-ensemble row averages
+another row's runs' class probabilities from their records. A row with no record shows
 "not run" instead of numbers.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from amsda_keras.results.records import member_folders
-from amsda_keras.results.significance import compare_run_sets, load_run_set
+from amsda_keras.results.significance import compare_run_sets, ensemble_run_set, load_run_set
 from amsda_keras.training.protocol import report_split
 from amsda_keras.training.reporting import (
     FUSION_WEIGHT_PREFIX,
@@ -38,7 +40,7 @@ def load_summaries(records, table, seeds):
     reports, and `members`, its runs' keys (`seed-1`, `fold-2/seed-1`)."""
     summaries = {}
     for row in table.rows:
-        if row.majority_of:
+        if not row.trains:
             continue
         group = Path(records) / table.folder(row)
         runs = member_folders(group, row.seeds(seeds), table.folds)
@@ -52,6 +54,10 @@ def load_summaries(records, table, seeds):
     for row in table.rows:
         if row.majority_of:
             summaries[row.key] = majority_summary(summaries[row.majority_of])
+        elif row.ensemble_of:
+            source = _row(table, row.ensemble_of)
+            summaries[row.key] = ensemble_summary(summaries[source.key],
+                                                  Path(records) / table.folder(source))
     return summaries
 
 
@@ -77,6 +83,25 @@ def majority_summary(source):
             "run": {}}
 
 
+def ensemble_summary(source, group):
+    """The report split's metrics of the seed ensemble of the `source` summary's runs in
+    `group` (`significance.ensemble_run_set`), and its trainable parameters and wall time: the
+    sums over those runs. Shaped like `load_summaries`' summaries, without runs of its own or
+    a selection split (each seed may carve its own); None where the source has fewer than two
+    runs."""
+    if source is None or len(source["members"]) < 2:
+        return None
+    split = source["report"]
+    ensemble = ensemble_run_set(load_run_set(group, split=split, members=source["members"]))
+    frame = next(iter(ensemble.members.values()))
+    values = compute_metrics(frame["label"], frame["predicted"], ensemble.class_names)
+    return {**source, "runs": [], "selected_on": None,
+            "metrics": {split: {name: seed_stats([values[name]]) for name in HEADLINE_METRICS}},
+            "run": {name: seed_stats([sum(source["run"][name]["values"])])
+                    for name in ("trainable_parameters", "wall_time_seconds")
+                    if name in source["run"]}}
+
+
 def load_comparisons(records, table, summaries):
     """`{row.key: {"probe": result, "reference": result}}`: `compare_run_sets` of each trained
     row against the table's probe and reference row, on the runs both have (None where a row
@@ -92,9 +117,19 @@ def load_comparisons(records, table, summaries):
                       if base and base != row.key and summaries.get(base) else [])
             comparisons[row.key][name] = compare_run_sets(
                 load_run_set(Path(records) / table.folder(_row(table, base)), members=shared),
-                load_run_set(Path(records) / table.folder(row), members=shared),
+                _row_run_set(records, table, row, summaries[row.key]["members"], shared),
             ) if shared else None
     return comparisons
+
+
+def _row_run_set(records, table, row, members, shared):
+    """The row's run set on its `shared` members; an ensemble row's is built from all its
+    `members`, then paired on the shared ones."""
+    if not row.ensemble_of:
+        return load_run_set(Path(records) / table.folder(row), members=shared)
+    source = Path(records) / table.folder(_row(table, row.ensemble_of))
+    ensemble = ensemble_run_set(load_run_set(source, members=members))
+    return dataclasses.replace(ensemble, members={key: ensemble.members[key] for key in shared})
 
 
 def results_frame(table, summaries, comparisons):
@@ -110,8 +145,8 @@ def results_frame(table, summaries, comparisons):
     lines = []
     for row in table.rows:
         summary = summaries[row.key]
-        trained = summary is not None and not row.majority_of
-        line = {"model": row.label, "runs": len(summary["runs"]) if trained else ""}
+        scored = summary is not None and not row.majority_of
+        line = {"model": row.label, "runs": len(summary["members"]) if scored else ""}
         selected = summary and summary["selected_on"]
         line["selection accuracy"] = (_mean_std(summary["metrics"][selected]["accuracy"])
                                       if selected else "")
@@ -121,7 +156,7 @@ def results_frame(table, summaries, comparisons):
         for (base, metric), column in delta_columns.items():
             result = comparisons.get(row.key, {}).get(base)
             line[column] = _difference(result["metrics"][metric]) if result else ""
-        run = summary["run"] if trained else {}
+        run = summary["run"] if scored else {}
         line["best epoch"] = _mean_std(run["best_epoch"], digits=1) if "best_epoch" in run else ""
         line["trainable parameters"] = (f"{run['trainable_parameters']['mean']:,.0f}"
                                         if run else "")
@@ -129,7 +164,8 @@ def results_frame(table, summaries, comparisons):
         line["paper accuracy / F1"] = (f"{row.paper[0]:.4f} / {row.paper[1]:.4f}"
                                        if row.paper else "")
         if table.family == "A-MSDA":
-            line["fusion weights"] = fusion_weights_cell(summary) if trained else ""
+            line["fusion weights"] = (fusion_weights_cell(summary)
+                                      if scored and row.trains else "")
         lines.append(line)
     return pd.DataFrame(lines)
 
@@ -144,11 +180,11 @@ def fusion_weights_cell(summary):
 
 
 def best_row(table, summaries):
-    """The table's model row (neither the probe nor the majority class) with the highest
-    mean untouched accuracy, or `None`."""
+    """The table's single-model row (not the probe, the majority class or an ensemble) with
+    the highest mean untouched accuracy, or `None`."""
     scored = [(summary["metrics"][summary["report"]]["accuracy"]["mean"], row)
               for row in table.rows
-              if not row.majority_of and row.key != table.probe
+              if row.trains and row.key != table.probe
               and (summary := summaries[row.key])]
     return max(scored, key=lambda pair: pair[0])[1] if scored else None
 
