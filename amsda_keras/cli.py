@@ -122,6 +122,14 @@ def comma_list(text, choices=None, item_type=str):
     return items
 
 
+def add_run_flag(parser, several):
+    """`--run`, required and repeatable: a run folder or a --seeds/--folds group; `several`
+    says what several runs make."""
+    parser.add_argument("--run", required=True, action="append",
+                        help="Run folder written by amsda_keras.train, or a --seeds/--folds "
+                             f"folder; repeat it, or give a group, for {several}.")
+
+
 def add_config_flags(parser, flags):
     """Adds the named `FLAGS` to `parser`; `config_overrides` reads them back."""
     for flag in flags:

@@ -11,7 +11,7 @@ From Python, `amsda_keras.evaluate(run, data, split="dev")` returns the metrics 
 
 import argparse
 
-from amsda_keras.cli import make_module_callable
+from amsda_keras.cli import add_run_flag, make_module_callable
 from amsda_keras.console import quiet_tensorflow
 from amsda_keras.data import FORMATS
 from amsda_keras.training.errors import user_errors
@@ -20,10 +20,7 @@ from amsda_keras.training.errors import user_errors
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m amsda_keras.evaluate",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, action="append",
-                        help="Run folder written by amsda_keras.train, or a --seeds/--folds "
-                             "folder; repeat it, or give a group, for an ensemble that "
-                             "averages the runs' class probabilities.")
+    add_run_flag(parser, "an ensemble that averages the runs' class probabilities")
     parser.add_argument("--data", required=True, help="Manifest or dataset folder to score.")
     parser.add_argument("--data-format", default="auto", choices=("auto",) + tuple(FORMATS),
                         help="Dataset layout (default: auto, detected).")

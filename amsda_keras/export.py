@@ -38,7 +38,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amsda_keras.cli import make_module_callable
+from amsda_keras.cli import add_run_flag, make_module_callable
 from amsda_keras.console import quiet_tensorflow
 from amsda_keras.files import write_text_atomically
 from amsda_keras.training.errors import CommandFailedError, user_errors
@@ -57,10 +57,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m amsda_keras.export", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    parser.add_argument("--run", required=True, action="append",
-                        help="Run folder written by amsda_keras.train, or a --seeds/--folds "
-                             "folder; repeat it, or give a group, for one SavedModel that "
-                             "averages the runs' class probabilities.")
+    add_run_flag(parser, "one SavedModel that averages the runs' class probabilities")
     parser.add_argument("--output", help=f"SavedModel folder (default: RUN/{DEFAULT_FOLDER}).")
     return parser
 

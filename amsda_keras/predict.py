@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amsda_keras.cli import make_module_callable
+from amsda_keras.cli import add_run_flag, make_module_callable
 from amsda_keras.console import quiet_tensorflow, tqdm
 from amsda_keras.data import read_dataset
 from amsda_keras.data.manifest import read_manifest
@@ -44,10 +44,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m amsda_keras.predict", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    parser.add_argument("--run", required=True, action="append",
-                        help="Run folder written by amsda_keras.train, or a --seeds/--folds "
-                             "folder; repeat it, or give a group, for an ensemble that "
-                             "averages the runs' class probabilities.")
+    add_run_flag(parser, "an ensemble that averages the runs' class probabilities")
     parser.add_argument("--text", help="The post's text (with --image).")
     parser.add_argument("--image", help="The post's image file (with --text).")
     parser.add_argument("--data", help="A manifest (.jsonl/.csv) or dataset folder to label.")
