@@ -87,15 +87,15 @@ def ensemble_summary(source, group):
     """The report split's metrics of the seed ensemble of the `source` summary's runs in
     `group` (`significance.ensemble_run_set`), and its trainable parameters and wall time: the
     sums over those runs. Shaped like `load_summaries`' summaries, without runs of its own or
-    a selection split (each seed may carve its own); None where the source has fewer than two
-    runs."""
+    a selection split (each seed may carve its own), with `ensemble`, the ensemble's run set
+    that `load_comparisons` pairs; None where the source has fewer than two runs."""
     if source is None or len(source["members"]) < 2:
         return None
     split = source["report"]
     ensemble = ensemble_run_set(load_run_set(group, split=split, members=source["members"]))
     frame = next(iter(ensemble.members.values()))
     values = compute_metrics(frame["label"], frame["predicted"], ensemble.class_names)
-    return {**source, "runs": [], "selected_on": None,
+    return {**source, "runs": [], "selected_on": None, "ensemble": ensemble,
             "metrics": {split: {name: seed_stats([values[name]]) for name in HEADLINE_METRICS}},
             "run": {name: seed_stats([sum(source["run"][name]["values"])])
                     for name in ("trainable_parameters", "wall_time_seconds")
@@ -117,18 +117,17 @@ def load_comparisons(records, table, summaries):
                       if base and base != row.key and summaries.get(base) else [])
             comparisons[row.key][name] = compare_run_sets(
                 load_run_set(Path(records) / table.folder(_row(table, base)), members=shared),
-                _row_run_set(records, table, row, summaries[row.key]["members"], shared),
+                _row_run_set(records, table, row, summaries[row.key], shared),
             ) if shared else None
     return comparisons
 
 
-def _row_run_set(records, table, row, members, shared):
-    """The row's run set on its `shared` members; an ensemble row's is built from all its
-    `members`, then paired on the shared ones."""
+def _row_run_set(records, table, row, summary, shared):
+    """The row's run set on its `shared` members; an ensemble row's is its summary's
+    ensemble (built from all the source row's runs), paired on the shared ones."""
     if not row.ensemble_of:
         return load_run_set(Path(records) / table.folder(row), members=shared)
-    source = Path(records) / table.folder(_row(table, row.ensemble_of))
-    ensemble = ensemble_run_set(load_run_set(source, members=members))
+    ensemble = summary["ensemble"]
     return dataclasses.replace(ensemble, members={key: ensemble.members[key] for key in shared})
 
 
