@@ -89,7 +89,7 @@ def tune(space, config=None, *, tuner="bayesian", trials=DEFAULT_TRIALS, objecti
     from amsda_keras.train import train
     from amsda_keras.training.reporting import RUN_INFO_FILE
     from amsda_keras.training.search import (RunTuner, check_space, make_oracle, read_space,
-                                             write_results)
+                                             significant, write_results)
 
     quiet_tensorflow()
     if tuner not in TUNERS or objective not in OBJECTIVES:
@@ -128,7 +128,7 @@ def tune(space, config=None, *, tuner="bayesian", trials=DEFAULT_TRIALS, objecti
         return None
     table = write_results(search, space_settings, output, objective)
     print(f"\nTrials (selection split {objective}, best first), {Path(output) / 'trials.md'}:")
-    print(table.drop(columns="run").round(4).to_string(index=False))
+    print(significant(table.drop(columns="run")).to_string(index=False))
     print(f"Best config: {Path(output) / 'best.yaml'} (train it with --config and report its "
           "untouched split; the trial table is not a result).")
     return table

@@ -102,6 +102,19 @@ def test_a_killed_search_resumes(space, tmp_path):
     assert first.stat().st_mtime == finished_at  # read again, not retrained
 
 
+def test_ties_on_the_objective_go_to_the_better_selection_f1_and_small_values_keep_digits():
+    from amsda_keras.training.search import rank_trials, significant
+
+    table = pd.DataFrame({"trial": ["03", "13", "17", "07"],
+                          "training.learning_rate": [5.7e-5, 2.1e-4, 1.27e-4, 3e-4],
+                          "objective": [0.7238, 0.7238, 0.7238, 0.7210],
+                          "selection weighted_f1": [0.7135, 0.7094, 0.7188, 0.7300],
+                          "selection macro_f1": [0.59, 0.60, 0.63, 0.70]})
+    assert list(rank_trials(table)["trial"]) == ["17", "03", "13", "07"]
+    assert list(significant(table)["training.learning_rate"]) == [5.7e-5, 2.1e-4, 1.27e-4, 3e-4]
+    assert significant(pd.DataFrame({"x": [0.123456789]}))["x"][0] == 0.1235
+
+
 def test_a_bad_space_or_key_fails_before_any_trial(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("training.learning_rate: {float: [0.1]}\n")

@@ -129,7 +129,7 @@ class RunTuner(keras_tuner.engine.base_tuner.BaseTuner):
 
 
 def trials_table(tuner, space):
-    """One row per finished trial, best objective first: its settings, objective, the
+    """One row per finished trial, best first (`rank_trials`): its settings, objective, the
     selection split's metrics, epochs, wall time and run folder."""
     from amsda_keras.runs import Run
 
@@ -151,9 +151,24 @@ def trials_table(tuner, space):
             "wall time (s)": run.info.get("wall_time_seconds"),
             "run": str(run_dir),
         })
-    frame = pd.DataFrame(rows)
-    return frame.sort_values("objective", ascending=False, kind="stable", ignore_index=True) \
-        if rows else frame
+    return rank_trials(pd.DataFrame(rows))
+
+
+def rank_trials(table):
+    """`table` sorted best first: by objective, ties (common on a few hundred validation
+    samples) broken by the selection split's other metrics in `HEADLINE_METRICS` order, then
+    by trial order."""
+    if table.empty:
+        return table
+    keys = ["objective"] + [column for column in table if column.startswith("selection ")]
+    return table.sort_values(keys, ascending=False, kind="stable", ignore_index=True)
+
+
+def significant(table, digits=4):
+    """`table` with floats shown to `digits` significant digits, so that a learning rate of
+    3e-5 does not print as 0.0."""
+    return table.map(lambda value: float(f"{value:.{digits}g}") if isinstance(value, float)
+                     else value)
 
 
 def write_results(tuner, space, output, objective):
@@ -166,7 +181,7 @@ def write_results(tuner, space, output, objective):
     if table.empty:
         raise ValueError(f"No trial finished in {output}; see the errors above.")
     write_text_atomically(output / "trials.csv", table.to_csv(index=False))
-    write_text_atomically(output / "trials.md", markdown_table(table.round(4)))
+    write_text_atomically(output / "trials.md", markdown_table(significant(table)))
     in_order = table.sort_values("trial", key=lambda ids: ids.astype(int))
     figure = Figure(figsize=(6, 3.5))
     axes = figure.subplots()
