@@ -175,6 +175,7 @@ def write_results(tuner, space, output, objective):
     """Writes trials.csv, trials.md, objective.png and best.yaml in `output`. Returns the
     trial table."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     output = Path(output)
     table = trials_table(tuner, space)
@@ -183,11 +184,12 @@ def write_results(tuner, space, output, objective):
     write_text_atomically(output / "trials.csv", table.to_csv(index=False))
     write_text_atomically(output / "trials.md", markdown_table(significant(table)))
     in_order = table.sort_values("trial", key=lambda ids: ids.astype(int))
+    numbers = in_order["trial"].astype(int)
     figure = Figure(figsize=(6, 3.5))
     axes = figure.subplots()
-    axes.plot(range(1, len(in_order) + 1), in_order["objective"], "o", label="trial")
-    axes.plot(range(1, len(in_order) + 1), in_order["objective"].cummax(), "-",
-              label="best so far")
+    axes.plot(numbers, in_order["objective"], "o", label="trial")
+    axes.plot(numbers, in_order["objective"].cummax(), "-", label="best so far")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(xlabel="trial", ylabel=f"selection split {objective}",
              title="Search objective per trial (selection split only)")
     axes.legend()
