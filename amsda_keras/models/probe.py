@@ -3,7 +3,6 @@
 import keras
 
 from amsda_keras.layers.arguments import check_num_classes
-from amsda_keras.model_names import PROBE
 from amsda_keras.models.baseline import pooled_features
 
 

@@ -49,7 +49,7 @@ from amsda_keras.training.distribute import (device_count, distribution_scope, s
 from amsda_keras.training.errors import TrainingDivergedError
 from amsda_keras.training.losses import (OutputMean, SmoothedSparseCrossentropy,
                                          WeightedFocalLoss)
-from amsda_keras.models.probe import PROBE
+from amsda_keras.model_names import PROBE
 from amsda_keras.training.probe import check_probe_settings, fit_probe
 from amsda_keras.training.protocol import apply_protocol
 from amsda_keras.training.tensorboard import tensorboard_callbacks
