@@ -4,9 +4,11 @@ TensorBoard event files, and a command killed mid-run."""
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from amsda_keras.data.table import make_frame
+from amsda_keras.training.reporting import RESOURCE_COLUMNS
 
 # `train` flags for a MAHFNet small enough to train on the demo data in seconds.
 SMALL_MAHFNET = ["--model", "mahfnet", "--set", "model_args.hidden_dim=32",
@@ -18,6 +20,11 @@ SMALL_AMSDA = ["--model", "amsda", "--set", "model_args.image_projection_dim=32"
                "--set", "model_args.image_hidden_dims=[32]",
                "--set", "model_args.fusion_hidden_dims=[32]"]
 WORDS = [["happy", "sunny", "love"], ["table", "street", "paper"], ["sad", "awful", "rain"]]
+
+
+def reproducible_history(run_dir):
+    """The run's `history.csv` without the columns that time the machine."""
+    return pd.read_csv(Path(run_dir) / "history.csv").drop(columns=list(RESOURCE_COLUMNS))
 
 
 def make_table_frame(directory, num_rows=10, num_classes=3, image_size=20, splits=None, seed=0):

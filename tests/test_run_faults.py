@@ -12,6 +12,7 @@ from amsda_keras import train
 from amsda_keras.encoders import Encoder
 from amsda_keras.files import folder_replaced_atomically, replaced_atomically
 from amsda_keras.training import checkpoints, run
+from tests.helpers import reproducible_history
 
 FLAGS = ["--model", "baseline", "--epochs", "3", "--no-progress",
          "--set", "encoders.sequence_length=16"]
@@ -23,10 +24,6 @@ class Killed(Exception):
 
 def _kill(*args, **kwargs):
     raise Killed
-
-
-def _history(run_dir):
-    return pd.read_csv(run_dir / "history.csv")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +47,7 @@ def test_killed_after_metrics_before_run_json_resumes_and_seeds_finish(
     train.main([*FLAGS, "--seeds", "0", "--output", str(base)])
     assert (base / "summary.json").is_file()
     assert json.loads((member / "run.json").read_text())["epochs_run"] == 3
-    pd.testing.assert_frame_equal(_history(member), _history(uninterrupted))
+    pd.testing.assert_frame_equal(reproducible_history(member), reproducible_history(uninterrupted))
 
 
 def test_killed_while_the_first_checkpoint_is_written_resumes_without_repeated_epochs(
@@ -62,12 +59,12 @@ def test_killed_while_the_first_checkpoint_is_written_resumes_without_repeated_e
         patch.setattr(checkpoints.np, "savez", _kill)
         with pytest.raises(Killed):
             train.main([*FLAGS, "--output", str(run_dir)])
-    assert _history(run_dir)["epoch"].tolist() == [0]
+    assert reproducible_history(run_dir)["epoch"].tolist() == [0]
     assert not list((run_dir / "checkpoint").glob("epoch-*"))  # no half-written epoch folder
     train.main(["--resume", str(run_dir), "--no-progress"])
     info = json.loads((run_dir / "run.json").read_text())
     assert info["epochs_run"] == 3
-    pd.testing.assert_frame_equal(_history(run_dir), _history(uninterrupted))
+    pd.testing.assert_frame_equal(reproducible_history(run_dir), reproducible_history(uninterrupted))
 
 
 def test_killed_while_the_tiny_encoders_are_saved_reruns(tmp_path, monkeypatch):
@@ -146,4 +143,4 @@ def test_sparser_checkpoints_resume_from_the_last_one_written(uninterrupted, tmp
     # Epoch 2's checkpoint (every 2) was written; epoch 3's, the last, was cut off.
     assert [path.name for path in (run_dir / "checkpoint").iterdir()] == ["epoch-0002"]
     train.main(["--resume", str(run_dir), "--no-progress"])
-    pd.testing.assert_frame_equal(_history(run_dir), _history(uninterrupted))
+    pd.testing.assert_frame_equal(reproducible_history(run_dir), reproducible_history(uninterrupted))

@@ -3,6 +3,9 @@
 import contextlib
 import math
 import os
+import resource
+import sys
+import time
 from pathlib import Path
 
 import keras
@@ -40,6 +43,27 @@ class FusionWeightsLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs.update(fusion_weights(self.model))
+
+
+class EpochResources(keras.callbacks.Callback):
+    """Adds each epoch's wall time (`epoch_seconds`: training and the selection pass) and the
+    process's peak resident memory so far (`peak_memory_mib`: host RAM; an accelerator's own
+    memory is not in it) to the epoch's logs, and so to `history.csv`."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(epoch_seconds=time.perf_counter() - self._started,
+                        peak_memory_mib=peak_memory_mib())
+
+
+def peak_memory_mib():
+    """The process's peak resident memory since it started, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 class ShuffleEpoch(keras.callbacks.Callback):

@@ -20,8 +20,10 @@ RUN_INFO_FILE = "run.json"
 FUSION_WEIGHT_PREFIX = "fusion_weight_"
 # A dict-output model's metric prefix for its `logits` output (`logits_accuracy`).
 LOGITS_PREFIX = "logits_"
+# History columns measuring the machine, not the model: they differ between identical runs.
+RESOURCE_COLUMNS = ("epoch_seconds", "peak_memory_mib")
 # History columns logged once for the run, not per split (no train/selection legend).
-RUN_WIDE_COLUMNS = ("learning_rate",)
+RUN_WIDE_COLUMNS = ("learning_rate", *RESOURCE_COLUMNS)
 
 
 def compute_metrics(y_true, y_pred, class_names):

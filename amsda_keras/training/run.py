@@ -38,8 +38,9 @@ from amsda_keras.training import inputs, reporting
 from amsda_keras.training.reporting import RUN_INFO_FILE
 from amsda_keras.training.config import save_config
 from amsda_keras.training.evaluation import score
-from amsda_keras.training.callbacks import (FiniteModelCheckpoint, FusionWeightsLogger,
-                                            ShuffleEpoch, StopOnNonFiniteLoss, fusion_weights,
+from amsda_keras.training.callbacks import (EpochResources, FiniteModelCheckpoint,
+                                            FusionWeightsLogger, ShuffleEpoch,
+                                            StopOnNonFiniteLoss, fusion_weights,
                                             fusion_weights_layer)
 from amsda_keras.training.checkpoints import (CHECKPOINT_DIR, EpochCheckpoint,
                                               checkpoint_time, latest_checkpoint,
@@ -328,7 +329,7 @@ def with_targets(model, dataset):
 
 def _callbacks(run_dir, settings, monitor, model, append_history):
     """The run's callbacks; with `monitor` None (no selection split), every epoch is saved."""
-    callbacks = []
+    callbacks = [EpochResources()]
     if (settings["lr_step_epochs"] is not None or settings["warmup_epochs"]
             or settings["cosine_decay"]):
         callbacks.append(keras.callbacks.LearningRateScheduler(epoch_learning_rate(settings)))
