@@ -57,7 +57,6 @@ def raw_dataset(
     epoch=None,
     oversample_classes=False,
     class_weights=None,
-    cache=False,
 ):
     """Batches of tokenized text and/or decoded, converted images read from `frame`.
 
@@ -70,7 +69,6 @@ def raw_dataset(
             images out.
         with_labels, shuffle, seed, epoch, oversample_classes, class_weights: see
             `feature_dataset`.
-        cache: bool. Keep decoded images in memory after the first epoch.
     """
     if text_preprocessor is None and image_preprocessor is None:
         raise ValueError("`raw_dataset` needs a text preprocessor, an image preprocessor or both.")
@@ -94,8 +92,6 @@ def raw_dataset(
     examples = _examples(frame, with_labels, shuffle, seed, epoch, oversample_classes,
                          class_weights)
     examples = examples.map(_on_inputs(load_row), num_parallel_calls=AUTOTUNE)
-    if cache:
-        examples = examples.cache()
     batches = examples.batch(batch_size).map(_on_inputs(tokenize), num_parallel_calls=AUTOTUNE)
     return batches.prefetch(AUTOTUNE)
 
