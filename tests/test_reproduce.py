@@ -158,6 +158,7 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     assert (f"| {versus_probe['difference']:+.3f} [{versus_probe['ci_low']:+.3f}, "
             f"{versus_probe['ci_high']:+.3f}] |") in report
     assert "Δ accuracy vs baseline, text [95% CI]" in report
+    assert "| wall time per run | time per epoch | peak memory |" in report
     assert "| 0.7000 / 0.6000 |" in report and "--seeds 1,2 --output" in report
     assert report.count("not run") == 3  # the GPU row's three metrics
     assert (docs.parent / "figures" / "confusion_main.png").stat().st_size > 0
@@ -182,6 +183,18 @@ def test_reproduce_trains_reuses_and_reports(tmp_path, monkeypatch, capsys):
     shutil.rmtree(output)
     reproduce.main([*args, "--report-only", "--docs", str(docs)])
     assert docs.read_text() == report
+
+
+def test_epoch_time_and_peak_memory_come_from_histories_that_have_them(tmp_path):
+    runs = [tmp_path / "seed-1", tmp_path / "seed-2"]
+    for run, seconds, peak in zip(runs, ([10.0, 20.0], [30.0, 40.0]), ([900, 1024], [2048, 3072])):
+        run.mkdir()
+        pd.DataFrame({"epoch": [0, 1], "epoch_seconds": seconds,
+                      "peak_memory_mib": peak}).to_csv(run / "history.csv", index=False)
+    assert tables.resources_cells({"runs": runs}) == {"time per epoch": "25 s",
+                                                      "peak memory": "3.0 GiB"}
+    pd.DataFrame({"epoch": [0]}).to_csv(runs[1] / "history.csv", index=False)
+    assert tables.resources_cells({"runs": runs}) == dict.fromkeys(tables.RESOURCE_HEADERS)
 
 
 def test_attention_heatmap_is_kept_where_the_trained_model_is_gone(tmp_path, capsys):

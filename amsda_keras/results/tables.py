@@ -23,6 +23,7 @@ from amsda_keras.training.protocol import report_split
 from amsda_keras.training.reporting import (
     FUSION_WEIGHT_PREFIX,
     HEADLINE_METRICS,
+    RESOURCE_COLUMNS,
     compute_metrics,
     plot_confusion_matrix,
 )
@@ -31,6 +32,7 @@ from amsda_keras.training.seeds import seed_stats, summarize_runs
 NOT_RUN = "not run"
 # The differences each row shows, against the probe and the reference row.
 DELTAS = (("probe", "accuracy"), ("probe", "weighted_f1"), ("reference", "accuracy"))
+RESOURCE_HEADERS = ("time per epoch", "peak memory")
 METRIC_NAMES = {"accuracy": "accuracy", "weighted_f1": "weighted F1", "macro_f1": "macro F1"}
 
 
@@ -135,7 +137,8 @@ def results_frame(table, summaries, comparisons):
     """One line per row: runs, the selection split's accuracy at the kept epoch, the untouched
     split's accuracy, weighted and macro F1 (mean ± std over runs), the differences from the
     probe and the reference row with their 95% CI, best epoch, trainable parameters, wall
-    time per run, the paper's accuracy / F1 and, for A-MSDA, the learned fusion weights."""
+    time per run, time per epoch and peak memory (`resources_cells`; where any row has
+    them), the paper's accuracy / F1 and, for A-MSDA, the learned fusion weights."""
     reference = _row(table, table.reference) if table.reference else None
     delta_columns = {
         (base, metric): f"Δ {METRIC_NAMES[metric]} vs "
@@ -160,13 +163,28 @@ def results_frame(table, summaries, comparisons):
         line["trainable parameters"] = (f"{run['trainable_parameters']['mean']:,.0f}"
                                         if run else "")
         line["wall time per run"] = f"{run['wall_time_seconds']['mean']:.0f} s" if run else ""
+        line.update(resources_cells(summary) if scored and row.trains
+                    else dict.fromkeys(RESOURCE_HEADERS))
         line["paper accuracy / F1"] = (f"{row.paper[0]:.4f} / {row.paper[1]:.4f}"
                                        if row.paper else "")
         if table.family == "A-MSDA":
             line["fusion weights"] = (fusion_weights_cell(summary)
                                       if scored and row.trains else "")
         lines.append(line)
-    return pd.DataFrame(lines)
+    # Runs trained before history.csv timed its epochs have neither column.
+    return pd.DataFrame(lines).dropna(axis="columns", how="all").fillna("")
+
+
+def resources_cells(summary):
+    """`{"time per epoch": ..., "peak memory": ...}`: the mean wall time of an epoch (training
+    and the selection pass) over every epoch of the runs, and the highest peak resident memory
+    of a run's process, from `history.csv`; None each where the histories lack them."""
+    histories = [pd.read_csv(Path(run) / "history.csv") for run in summary["runs"]]
+    if not all(set(RESOURCE_COLUMNS) <= set(history) for history in histories):
+        return dict.fromkeys(RESOURCE_HEADERS)
+    history = pd.concat(histories)
+    return dict(zip(RESOURCE_HEADERS, (f"{history['epoch_seconds'].mean():.0f} s",
+                                       f"{history['peak_memory_mib'].max() / 1024:.1f} GiB")))
 
 
 def fusion_weights_cell(summary):
