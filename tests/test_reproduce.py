@@ -197,6 +197,22 @@ def test_epoch_time_and_peak_memory_come_from_histories_that_have_them(tmp_path)
     assert tables.resources_cells({"runs": runs}) == dict.fromkeys(tables.RESOURCE_HEADERS)
 
 
+def test_fusion_weight_curves_have_a_panel_for_each_row_that_learned_weights(tmp_path):
+    table = Table("finetuned", "", (PROBE, BOTH, Row("amsda", "A-MSDA", ())), fusion_curves=True)
+    summaries = {"probe": None, "both": None, "amsda": None}
+    for key, columns in (("both", {}), ("amsda", {"fusion_weight_text": [0.3, 0.4],
+                                                  "fusion_weight_image": [0.3, 0.2]})):
+        run = tmp_path / key / "seed-1"
+        run.mkdir(parents=True)
+        pd.DataFrame({"epoch": [0, 1], **columns}).to_csv(run / "history.csv", index=False)
+        (run / "run.json").write_text(json.dumps({"best_epoch": 2}))
+        summaries[key] = {"runs": [run], "members": ["seed-1"]}
+    path = tables.plot_fusion_weight_curves(tmp_path / "curves.png", table, summaries)
+    assert path.stat().st_size > 0
+    summaries["amsda"] = None
+    assert tables.plot_fusion_weight_curves(tmp_path / "none.png", table, summaries) is None
+
+
 def test_attention_heatmap_is_kept_where_the_trained_model_is_gone(tmp_path, capsys):
     row = Row("mahfnet", "MAHFNet", ())
     figures = tmp_path / "figures"

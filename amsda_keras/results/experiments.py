@@ -93,6 +93,7 @@ class Table:
         folds: K of a K-fold table (every row trained on each fold of all labelled rows,
             the held-out fold reported), or None for the fixed split (dev reported).
         reference: the key of the row the others are compared with besides the probe.
+        fusion_curves: draw each row's learned fusion weights per epoch (its first run).
     """
 
     name: str
@@ -101,6 +102,7 @@ class Table:
     family: str = None
     folds: int = None
     reference: str = None
+    fusion_curves: bool = False
 
     def __post_init__(self):
         if self.folds and any(row.ensemble_of for row in self.rows):
@@ -286,7 +288,7 @@ MVSA_SINGLE = (
                                   "--train-text-layers", "5")),
         Row("amsda_both_finetuned", "A-MSDA, both encoders fine-tuned (the paper's recipe)",
             ("--config", AMSDA), paper=(0.7301, 0.7110)),
-    ), family="A-MSDA", reference=AMSDA_FULL.key),
+    ), family="A-MSDA", reference=AMSDA_FULL.key, fusion_curves=True),
 )
 
 EXPERIMENTS = {"mvsa_single": MVSA_SINGLE}

@@ -77,6 +77,14 @@ def table_block(table, output, records, seeds, figures, progress):
                   f"confusion matrix summed over the runs:\n",
                   markdown_table(results.per_class_frame(metrics)),
                   f"![{best.label} confusion matrix]({FIGURES}/{confusion.name})\n"]
+    if table.fusion_curves:
+        figures.mkdir(parents=True, exist_ok=True)
+        curves = results.plot_fusion_weight_curves(
+            figures / f"fusion_weights_{table.name}.png", table, summaries)
+        if curves:
+            parts.append(f"Learned fusion weights per epoch (each row's first run; dashed: "
+                         f"the kept epoch):\n\n![fusion weights per epoch]"
+                         f"({FIGURES}/{curves.name})\n")
     if table.family == "MAHFNet" and table.reference:
         reference = next(row for row in table.rows if row.key == table.reference)
         heatmap = attention_figure(summaries[reference.key], reference, output / table.folder(

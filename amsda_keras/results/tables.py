@@ -12,10 +12,12 @@ another row's runs' class probabilities from their records. A row with no record
 
 import dataclasses
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from amsda_keras.results.records import member_folders
 from amsda_keras.results.significance import compare_run_sets, ensemble_run_set, load_run_set
@@ -25,7 +27,9 @@ from amsda_keras.training.reporting import (
     HEADLINE_METRICS,
     RESOURCE_COLUMNS,
     compute_metrics,
+    draw_fusion_weights,
     plot_confusion_matrix,
+    save_figure,
 )
 from amsda_keras.training.seeds import seed_stats, summarize_runs
 
@@ -194,6 +198,29 @@ def fusion_weights_cell(summary):
     if not names:
         return ""
     return " / ".join(f"{np.mean([info[name] for info in infos]):.3f}" for name in names)
+
+
+def plot_fusion_weight_curves(path, table, summaries):
+    """Writes the learned fusion weights per epoch of each row's first run that logged them,
+    one panel a row, to the PNG `path`; returns `path`, or None where no row has them."""
+    panels = []
+    for row in table.rows:
+        summary = summaries.get(row.key)
+        if not (row.trains and summary):
+            continue
+        run = Path(summary["runs"][0])
+        history = pd.read_csv(run / "history.csv")
+        if any(name.startswith(FUSION_WEIGHT_PREFIX) for name in history.columns):
+            kept = json.loads((run / "run.json").read_text())["best_epoch"]
+            panels.append((f"{row.label}\n({summary['members'][0]})", history, kept))
+    if not panels:
+        return None
+    figure = Figure(figsize=(5 * len(panels), 3.8))
+    for axes, (title, history, kept) in zip(np.atleast_1d(figure.subplots(1, len(panels))),
+                                            panels):
+        draw_fusion_weights(axes, history, kept, title=textwrap.fill(title, 45))
+    save_figure(figure, path)
+    return path
 
 
 def best_row(table, summaries):

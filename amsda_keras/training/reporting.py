@@ -221,18 +221,21 @@ def fusion_weights_figure(history, kept=None):
     Returns:
         A matplotlib `Figure`.
     """
-    columns = [name for name in history.columns if name.startswith(FUSION_WEIGHT_PREFIX)]
     figure = Figure(figsize=(5, 3.5))
-    axes = figure.subplots()
-    for name in columns:
+    draw_fusion_weights(figure.subplots(), history, kept, title="Learned fusion weights")
+    return figure
+
+
+def draw_fusion_weights(axes, history, kept=None, title=None):
+    """`fusion_weights_figure`'s lines on matplotlib `axes`."""
+    for name in [name for name in history.columns if name.startswith(FUSION_WEIGHT_PREFIX)]:
         axes.plot(history["epoch"] + 1, history[name], marker="o",
                   label=name[len(FUSION_WEIGHT_PREFIX):])
     axes.margins(y=0.15)
-    axes.set(xlabel="epoch", ylabel="weight (zoomed, not from 0)", title="Learned fusion weights")
+    axes.set(xlabel="epoch", ylabel="weight (zoomed, not from 0)", title=title)
     _whole_epochs(axes)
     _mark_kept(axes, kept)
     axes.legend()
-    return figure
 
 
 def _whole_epochs(axes):
