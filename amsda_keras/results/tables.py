@@ -216,8 +216,10 @@ def plot_fusion_weight_curves(path, table, summaries):
     if not panels:
         return None
     figure = Figure(figsize=(5 * len(panels), 3.8))
-    for axes, (title, history, kept) in zip(np.atleast_1d(figure.subplots(1, len(panels))),
-                                            panels):
+    # One y scale for all panels: a row whose weights barely move looks flat beside one
+    # whose weights moved.
+    for axes, (title, history, kept) in zip(
+            np.atleast_1d(figure.subplots(1, len(panels), sharey=True)), panels):
         draw_fusion_weights(axes, history, kept, title=textwrap.fill(title, 45))
     save_figure(figure, path)
     return path
