@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from amsda_keras.training import callbacks
 from amsda_keras.training.callbacks import FiniteModelCheckpoint, StopOnNonFiniteLoss
 
 pytestmark = pytest.mark.backends  # run under tensorflow, jax and torch
@@ -38,3 +39,9 @@ def test_checkpoint_skips_an_epoch_with_a_non_finite_loss(tmp_path):
     saved = path.stat().st_mtime_ns
     checkpoint.on_epoch_end(2, {"loss": np.float32("nan"), "val_accuracy": 0.95})
     assert path.stat().st_mtime_ns == saved
+
+
+def test_peak_memory_is_nan_where_the_platform_has_no_resource_module(monkeypatch):
+    assert callbacks.peak_memory_mib() > 50  # this process, in MiB
+    monkeypatch.setattr(callbacks, "resource", None)  # as on Windows
+    assert math.isnan(callbacks.peak_memory_mib())

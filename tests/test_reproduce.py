@@ -193,6 +193,11 @@ def test_epoch_time_and_peak_memory_come_from_histories_that_have_them(tmp_path)
                       "peak_memory_mib": peak}).to_csv(run / "history.csv", index=False)
     assert tables.resources_cells({"runs": runs}) == {"time per epoch": "25 s",
                                                       "peak memory": "3.0 GiB"}
+    # A platform without peak memory (Windows) logs NaN: the time is still shown.
+    for run in runs:
+        pd.DataFrame({"epoch": [0], "epoch_seconds": [5.0],
+                      "peak_memory_mib": [float("nan")]}).to_csv(run / "history.csv", index=False)
+    assert tables.resources_cells({"runs": runs}) == {"time per epoch": "5 s", "peak memory": ""}
     pd.DataFrame({"epoch": [0]}).to_csv(runs[1] / "history.csv", index=False)
     assert tables.resources_cells({"runs": runs}) == dict.fromkeys(tables.RESOURCE_HEADERS)
 

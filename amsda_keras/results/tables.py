@@ -187,8 +187,9 @@ def resources_cells(summary):
     if not all(set(RESOURCE_COLUMNS) <= set(history) for history in histories):
         return dict.fromkeys(RESOURCE_HEADERS)
     history = pd.concat(histories)
+    peak = history["peak_memory_mib"].max()
     return dict(zip(RESOURCE_HEADERS, (f"{history['epoch_seconds'].mean():.0f} s",
-                                       f"{history['peak_memory_mib'].max() / 1024:.1f} GiB")))
+                                       "" if pd.isna(peak) else f"{peak / 1024:.1f} GiB")))
 
 
 def fusion_weights_cell(summary):

@@ -3,7 +3,6 @@
 import contextlib
 import math
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -13,6 +12,11 @@ from keras import ops
 
 from amsda_keras.layers.fusion_weights import FusionWeights
 from amsda_keras.training.reporting import FUSION_WEIGHT_PREFIX
+
+try:
+    import resource
+except ImportError:  # Windows has no `resource`: the package still imports, without peak memory
+    resource = None
 
 
 def fusion_weights_layer(model):
@@ -60,7 +64,10 @@ class EpochResources(keras.callbacks.Callback):
 
 
 def peak_memory_mib():
-    """The process's peak resident memory since it started, in MiB."""
+    """The process's peak resident memory since it started, in MiB (NaN where the platform
+    does not report it)."""
+    if resource is None:
+        return math.nan
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
