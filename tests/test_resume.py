@@ -27,7 +27,8 @@ def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
     kill_when([sys.executable, "-m", "amsda_keras.train", *args, "--output", str(killed)],
               lambda: latest_checkpoint(killed) is not None, "checkpointed epoch")
     assert not (killed / "metrics.json").exists()
-    assert latest_checkpoint(killed)["epochs_done"] < epochs
+    checkpoint = latest_checkpoint(killed)
+    assert checkpoint["epochs_done"] < epochs
 
     with pytest.raises(SystemExit, match="unfinished run: continue it with `--resume"):
         train.main([*args, "--output", str(killed)])
@@ -42,6 +43,10 @@ def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path):
     pd.testing.assert_frame_equal(reproducible_history(killed),
                                   reproducible_history(uninterrupted), rtol=1e-4)
     assert not (killed / CHECKPOINT_DIR).exists()
+    # The run's wall time counts the killed process's time up to its checkpoint.
+    info = json.loads((killed / "run.json").read_text())
+    assert info["resumed_after_epoch"] == checkpoint["epochs_done"]
+    assert info["wall_time_seconds"] > checkpoint["wall_time_seconds"] > 0
     # The TensorBoard curves continue: every epoch once, across the killed and resumed files.
     epochs_run = len(pd.read_csv(killed / "history.csv"))
     for folder, tag in (("train", "epoch_loss"), ("validation", "epoch_loss"),

@@ -42,6 +42,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         run_dir: the run folder.
         stateful_callbacks: the run's other callbacks whose counters are saved and restored.
         seed: int, the run's seed, stored to check a resume against.
+        run_clock: a callable giving the run's wall time so far in seconds, stored as
+            `wall_time_seconds` so that a resumed run counts the time before its kill.
         restored: the dict `latest_checkpoint` returned when resuming, or None. Its callback
             counters are put back in `on_train_begin`, after Keras callbacks reset their own,
             so this callback must come after them in the list. So is torch's global generator,
@@ -51,8 +53,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
             cost of repeating up to `every - 1` epochs after a kill. Defaults to `1`.
     """
 
-    def __init__(self, run_dir, stateful_callbacks, seed, restored=None, every=1):
+    def __init__(self, run_dir, stateful_callbacks, seed, run_clock, restored=None, every=1):
         super().__init__()
+        self.run_clock = run_clock
         self.directory = Path(run_dir) / CHECKPOINT_DIR
         self.stateful_callbacks = {type(cb).__name__: cb for cb in stateful_callbacks}
         self.seed = seed
@@ -83,6 +86,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             "seed": self.seed,
             # Early stopping ended the run here: a resumed run only has to score it.
             "training_stopped": bool(self.model.stop_training),
+            "wall_time_seconds": self.run_clock(),
             "callbacks": {
                 name: {attr: _plain(getattr(cb, attr))
                        for attr in CALLBACK_STATE if hasattr(cb, attr)}

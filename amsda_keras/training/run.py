@@ -86,6 +86,7 @@ def _train(config, progress, resume):
     check_encoder_specs(config["encoders"])
     run_dir = _make_run_dir(config, resume)
     checkpoint = _checkpoint_to_resume(run_dir, settings) if resume else None
+    run_clock = RunClock(started, checkpoint)
     keras.utils.set_random_seed(settings["seed"])
 
     inputs.resolve_data(config)
@@ -116,7 +117,7 @@ def _train(config, progress, resume):
         chosen = fit_probe(model, batches, train_frame, selection_frame, settings, run_dir)
     else:
         chosen = _fit(model, batches, train_frame, selection_frame, table.num_classes, config,
-                      run_dir, resume, checkpoint, progress)
+                      run_dir, resume, checkpoint, run_clock, progress)
 
     # The selected weights, into the trained model (whose trainable flags are the run's).
     load_archive_weights(model, run_dir / "model.keras")
@@ -129,7 +130,7 @@ def _train(config, progress, resume):
     with without_data_sharding():
         score(model, frame, batches, table.class_names, run_dir, settings["batch_size"],
               protocol=protocol)
-    wall_time = time.perf_counter() - started
+    wall_time = run_clock()
     info = _write_run_info(run_dir, model, wall_time, chosen, protocol,
                            resumed_after=checkpoint and checkpoint["epochs_done"],
                            devices=device_count(settings["distribute"]))
@@ -140,7 +141,7 @@ def _train(config, progress, resume):
 
 
 def _fit(model, batches, train_frame, selection_frame, num_classes, config, run_dir,
-         resume, checkpoint, progress):
+         resume, checkpoint, run_clock, progress):
     """Trains a Keras model with `fit`, keeping the best epoch on the selection split (the
     last epoch without one) in `model.keras`. Returns `{"best_epoch": n}`."""
     settings = config["training"]
@@ -187,8 +188,8 @@ def _fit(model, batches, train_frame, selection_frame, num_classes, config, run_
             callbacks=[
                 ShuffleEpoch(epoch), divergence, *callbacks,
                 # Last: it restores the others' counters after they reset them.
-                EpochCheckpoint(run_dir, callbacks, settings["seed"], restored=checkpoint,
-                                every=settings["checkpoint_every"]),
+                EpochCheckpoint(run_dir, callbacks, settings["seed"], run_clock,
+                                restored=checkpoint, every=settings["checkpoint_every"]),
             ],
             verbose=1 if sys.stdout.isatty() and progress else 2,
         )
@@ -398,10 +399,24 @@ def source_commit():
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+class RunClock:
+    """The run's wall time in seconds: since `started` (`time.perf_counter()`), plus, when it
+    resumes a checkpoint, the time the run had taken up to that checkpoint (none for a
+    checkpoint written before checkpoints stored it). Epochs trained after the checkpoint
+    and lost to the kill are not counted; the resumed run trains them again."""
+
+    def __init__(self, started, checkpoint=None):
+        self.started = started
+        self.earlier = (checkpoint or {}).get("wall_time_seconds") or 0.0
+
+    def __call__(self):
+        return round(self.earlier + time.perf_counter() - self.started, 2)
+
+
 def _write_run_info(run_dir, model, wall_time, chosen, protocol, resumed_after, devices):
     info = {
-        # For a resumed run, the time since it was resumed.
-        "wall_time_seconds": round(wall_time, 2),
+        # A resumed run adds the time up to its checkpoint (`RunClock`).
+        "wall_time_seconds": wall_time,
         "resumed_after_epoch": resumed_after,
         "selected_on": protocol.selection,
         "untouched_splits": list(protocol.untouched),
