@@ -220,7 +220,7 @@ MVSA_SINGLE = (
         MAHFNET_NO_IEEM,
         _mahfnet("mahfnet_no_ieem_text_top2", "-(IEEM), last 2 MiniLM layers trained",
                  *NO_IEEM, "--train-text-layers", "2"),
-        Row("mahfnet_tuned", "the search's best trial (issue 28): lr 1.27e-4, λ 2.2e-4, "
+        Row("mahfnet_searched", "the search's best trial (issue 28): lr 1.27e-4, λ 2.2e-4, "
             "weight decay 4.6e-4, 4 epochs", ("--config", MAHFNET_SEARCHED)),
         _ensemble("mahfnet_ensemble", MAHFNET_FULL),
     ), reference=MAHFNET_FULL.key),
