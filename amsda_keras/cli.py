@@ -102,6 +102,10 @@ FLAGS = {
     "--batch-size": ("training.batch_size", {
         "type": int, "help": "Training batch size (the global one when distributed)."}),
     "--learning-rate": ("training.learning_rate", {"type": float, "help": "Adam's learning rate."}),
+    "--encoder-learning-rate": ("training.encoder_learning_rate", {
+        "type": float, "help": "Learning rate of the encoder weights that train "
+                               "(--train-text-layers or encoders.trainable). Default: "
+                               "--learning-rate."}),
     "--seed": ("training.seed", {
         "type": int, "help": "Seed of the split, the weights, dropout and shuffling."}),
     "--output": ("output", {"help": "Run folder. Default: runs/<model>-<time>."}),

@@ -36,7 +36,7 @@ INTERRUPTED = 130
 TRAIN_FLAGS = (
     "--model", "--data", "--data-format", "--label-rule", "--splits", "--on-bad-sample",
     "--text-encoder", "--image-encoder", "--sequence-length", "--image-size",
-    "--train-encoders", "--freeze-encoders", "--train-text-layers",
+    "--train-encoders", "--freeze-encoders", "--train-text-layers", "--encoder-learning-rate",
     "--modality", "--ablate", "--loss", "--select-on", "--precision", "--jit-compile",
     "--distribute", "--cache-dir", "--no-tensorboard",
     "--epochs", "--batch-size", "--learning-rate", "--seed", "--output",

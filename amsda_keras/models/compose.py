@@ -5,6 +5,8 @@ import keras
 from amsda_keras.encoders import TOP_SUFFIX
 
 FEATURE_MODALITIES = ("text", "image")
+WITH_ENCODERS = "_with_encoders"
+WITH_ENCODER_TOPS = "_with_encoder_tops"
 
 
 def feature_input_names(model):
@@ -44,7 +46,7 @@ def attach_encoders(head, encoders, trainable=True):
         inputs.update(encoder_inputs)
         outputs[modality] = encoder.feature_model(encoder_inputs)
     features = {name: outputs[name.partition("_")[0]][name.partition("_")[2]] for name in names}
-    return keras.Model(inputs, head(features), name=f"{head.name}_with_encoders")
+    return keras.Model(inputs, head(features), name=f"{head.name}{WITH_ENCODERS}")
 
 
 def attach_encoder_tops(head, encoders):
@@ -80,7 +82,19 @@ def attach_encoder_tops(head, encoders):
         outputs = {**top(top_inputs), "mask": top_inputs["mask"]}
         features.update({name: outputs[name.partition("_")[2]] for name in names
                          if name.startswith(f"{modality}_")})
-    return keras.Model(inputs, head(features), name=f"{head.name}_with_encoder_tops")
+    return keras.Model(inputs, head(features), name=f"{head.name}{WITH_ENCODER_TOPS}")
+
+
+def encoder_variables(model):
+    """The trainable weights of the encoders (or encoder tops) that `attach_encoders` or
+    `attach_encoder_tops` joined to a head; none for any other model."""
+    for suffix in (WITH_ENCODERS, WITH_ENCODER_TOPS):
+        if model.name.endswith(suffix):
+            head = model.get_layer(model.name[:-len(suffix)])
+            return [variable for layer in model.layers
+                    if isinstance(layer, keras.Model) and layer is not head
+                    for variable in layer.trainable_variables]
+    return []
 
 
 def head_and_features(model, features):

@@ -65,6 +65,9 @@ DEFAULTS = {
         "epochs": 20,
         "batch_size": 32,
         "learning_rate": 1e-3,
+        # The learning rate of the encoder weights that train (`encoders.trainable` or
+        # `encoders.text_trainable_layers`); None: `learning_rate`. Schedules scale both.
+        "encoder_learning_rate": None,
         "seed": 0,
         "class_weight": "none",  # "none" or "balanced" (from the training split).
         "oversample": False,  # Random oversampling of minority classes in the training split.
@@ -266,6 +269,7 @@ def resolve_config(config_file=None, overrides=None, model_builders=None, model_
     _check_text_trainable_layers(config["encoders"])
     _check_protocol(config)
     _check_optimisation(config["training"])
+    _check_encoder_learning_rate(config)
     if model_builders is not None:
         _check_model(config, model_builders)
     return config
@@ -382,6 +386,21 @@ def _check_optimisation(training):
     if training["warmup_epochs"] >= training["epochs"]:
         raise ConfigError("`training.warmup_epochs` must be fewer than `training.epochs`. "
                           f"Received: {training['warmup_epochs']} of {training['epochs']}")
+
+
+def _check_encoder_learning_rate(config):
+    rate = config["training"]["encoder_learning_rate"]
+    if rate is None:
+        return
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+        raise ConfigError("`training.encoder_learning_rate` must be a positive number or null. "
+                          f"Received: {rate!r}")
+    encoders = config["encoders"]
+    if not (encoders["trainable"] or encoders["text_trainable_layers"]):
+        raise ConfigError("`training.encoder_learning_rate` is the rate of the encoder weights "
+                          "that train, and none do: set `encoders.text_trainable_layers` "
+                          "(--train-text-layers) or `encoders.trainable: true`, or leave it "
+                          "null.")
 
 
 def _check_protocol(config):

@@ -33,7 +33,7 @@ from amsda_keras.data.splits import apply_splits_file, ensure_splits, fold_split
 from amsda_keras.encoders import check_encoder_specs
 from amsda_keras.files import write_text_atomically
 from amsda_keras.models import MODEL_BUILDERS
-from amsda_keras.models.compose import attach_encoder_tops, attach_encoders
+from amsda_keras.models.compose import attach_encoder_tops, attach_encoders, encoder_variables
 from amsda_keras.training import inputs, reporting
 from amsda_keras.training.reporting import RUN_INFO_FILE
 from amsda_keras.training.config import save_config
@@ -48,6 +48,7 @@ from amsda_keras.training.checkpoints import (CHECKPOINT_DIR, EpochCheckpoint,
 from amsda_keras.training.distribute import (device_count, distribution_scope, split_evenly,
                                               without_data_sharding)
 from amsda_keras.training.errors import TrainingDivergedError
+from amsda_keras.training.optimizers import build_optimizer
 from amsda_keras.training.losses import (OutputMean, SmoothedSparseCrossentropy,
                                          WeightedFocalLoss)
 from amsda_keras.model_names import PROBE
@@ -261,11 +262,7 @@ def compile_for_training(model, settings, class_weights=None):
 
     Returns the selection split's metric that picks the best epoch.
     """
-    ema = {"use_ema": True, "ema_momentum": settings["ema_momentum"]} if settings["ema"] else {}
-    optimizer = (keras.optimizers.AdamW(settings["learning_rate"],
-                                        weight_decay=settings["weight_decay"], **ema)
-                 if settings["weight_decay"]
-                 else keras.optimizers.Adam(settings["learning_rate"], **ema))
+    optimizer = build_optimizer(settings, encoder_variables(model))
     if settings["loss"] == "focal":
         classification = WeightedFocalLoss(
             alpha=settings["focal_alpha"], gamma=settings["focal_gamma"],
