@@ -220,6 +220,8 @@ MVSA_SINGLE = (
         MAHFNET_NO_IEEM,
         _mahfnet("mahfnet_no_ieem_text_top2", "-(IEEM), last 2 MiniLM layers trained",
                  *NO_IEEM, "--train-text-layers", "2"),
+        _mahfnet("mahfnet_no_ieem_text_top5", "-(IEEM), last 5 MiniLM layers trained at lr 2e-5",
+                 *NO_IEEM, "--train-text-layers", "5", "--encoder-learning-rate", "0.00002"),
         Row("mahfnet_searched", "the search's best trial (issue 28): lr 1.27e-4, λ 2.2e-4, "
             "weight decay 4.6e-4, 4 epochs", ("--config", MAHFNET_SEARCHED)),
         _ensemble("mahfnet_ensemble", MAHFNET_FULL),
@@ -240,6 +242,9 @@ MVSA_SINGLE = (
         AMSDA_64_TOKENS,
         _amsda("amsda_64_tokens_grid", "64 text tokens, fusion over the 7x7 image regions",
                "--sequence-length", "64", "--set", "model_args.fusion_image_tokens=grid"),
+        _amsda("amsda_64_tokens_text_top2", "64 text tokens, last 2 MiniLM layers trained at "
+               "lr 1e-4", "--sequence-length", "64", "--train-text-layers", "2",
+               "--encoder-learning-rate", "0.0001"),
         _ensemble("amsda_ensemble", AMSDA_FULL),
         _ensemble("amsda_64_tokens_ensemble", AMSDA_64_TOKENS),
     ), reference=AMSDA_FULL.key),
