@@ -71,7 +71,7 @@ def test_every_mvsa_single_row_parses_as_train_or_evaluate_flags():
                 ensembles += 1
                 assert row.ensemble_of in {other.key for other in table.rows if other.trains}
                 evaluate_parser().parse_args(["--run", "runs/x", *row.args])
-    assert ensembles == 3
+    assert ensembles == 5
 
 
 def test_an_ensemble_averages_probabilities_and_pairs_with_every_member():
