@@ -102,7 +102,7 @@ def test_fit_moves_the_encoder_weights_at_their_own_rate():
 def test_an_encoder_rate_without_trained_encoder_weights_is_refused():
     with pytest.raises(ConfigError, match="none do: set `encoders.text_trainable_layers`"):
         resolve_config(overrides={"training.encoder_learning_rate": 1e-5})
-    with pytest.raises(ConfigError, match="positive number or null"):
+    with pytest.raises(ConfigError, match="encoder_learning_rate` must be a number > 0 or null"):
         resolve_config(overrides={"training.encoder_learning_rate": -1e-5,
                                   "encoders.text_trainable_layers": 1})
 

@@ -133,7 +133,7 @@ OPTIONAL_POSITIVE_INTS = ("data.folds", "data.fold", "encoders.image_size",
                           "training.early_stopping_patience",
                           "training.lr_step_epochs", "training.reduce_lr_patience")
 # The range of each numeric setting: (lowest, highest, whether both bounds are excluded);
-# None is no bound.
+# None is no bound. A setting whose default is null may also be null.
 RANGES = {
     "encoders.sequence_length": (1, None, False),
     "features.batch_size": (1, None, False),
@@ -141,6 +141,7 @@ RANGES = {
     "training.checkpoint_every": (1, None, False),
     "training.batch_size": (1, None, False),
     "training.learning_rate": (0, None, True),
+    "training.encoder_learning_rate": (0, None, True),
     "training.seed": (0, 2**32 - 1, False),  # NumPy takes no other seeds.
     "training.lr_step_gamma": (0, None, True),
     "training.reduce_lr_factor": (0, 1, True),
@@ -343,8 +344,11 @@ def _flatten(nested, prefix=""):
 
 def _check_ranges(config):
     flat = _flatten(config)
+    defaults = _flatten(DEFAULTS)
     for key, (lowest, highest, excluded) in RANGES.items():
         value = flat[key]
+        if value is None and defaults[key] is None:
+            continue
         valid = (isinstance(value, (int, float)) and not isinstance(value, bool)
                  and not (isinstance(value, float) and not math.isfinite(value)))
         if valid and lowest is not None:
@@ -352,11 +356,12 @@ def _check_ranges(config):
         if valid and highest is not None:
             valid = value < highest if excluded else value <= highest
         if not valid:
-            kind = "an int" if isinstance(_flatten(DEFAULTS)[key], int) else "a number"
+            kind = "an int" if isinstance(defaults[key], int) else "a number"
             signs = (">", "<") if excluded else (">=", "<=")
             bounds = " and ".join(f"{sign} {bound}" for sign, bound in zip(signs, (lowest, highest))
                                   if bound is not None)
-            raise ConfigError(f"`{key}` must be {kind} {bounds}. Received: {value!r}")
+            optional = " or null" if defaults[key] is None else ""
+            raise ConfigError(f"`{key}` must be {kind} {bounds}{optional}. Received: {value!r}")
 
 
 def _check_class_names(names):
@@ -389,14 +394,9 @@ def _check_optimisation(training):
 
 
 def _check_encoder_learning_rate(config):
-    rate = config["training"]["encoder_learning_rate"]
-    if rate is None:
-        return
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
-        raise ConfigError("`training.encoder_learning_rate` must be a positive number or null. "
-                          f"Received: {rate!r}")
     encoders = config["encoders"]
-    if not (encoders["trainable"] or encoders["text_trainable_layers"]):
+    if config["training"]["encoder_learning_rate"] is not None and not (
+            encoders["trainable"] or encoders["text_trainable_layers"]):
         raise ConfigError("`training.encoder_learning_rate` is the rate of the encoder weights "
                           "that train, and none do: set `encoders.text_trainable_layers` "
                           "(--train-text-layers) or `encoders.trainable: true`, or leave it "

@@ -9,14 +9,12 @@ decay stays at the head's rate for every variable, as Keras applies it before th
 
 import keras
 
+from amsda_keras.layers.arguments import check_positive
+
 
 class _EncoderLearningRate:
     def __init__(self, *args, encoder_rate_multiplier=1.0, **kwargs):
-        if not (isinstance(encoder_rate_multiplier, (int, float))
-                and not isinstance(encoder_rate_multiplier, bool)
-                and encoder_rate_multiplier > 0):
-            raise ValueError("`encoder_rate_multiplier` must be a positive number. "
-                             f"Received: {encoder_rate_multiplier!r}")
+        check_positive("encoder_rate_multiplier", encoder_rate_multiplier)
         super().__init__(*args, **kwargs)
         self.encoder_rate_multiplier = float(encoder_rate_multiplier)
         self._encoder_keys = frozenset()
